@@ -1,0 +1,51 @@
+"""What every benchmark shares: a description of the machine and appending to RESULTS.md."""
+
+from __future__ import annotations
+
+import datetime
+import platform
+import sys
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+
+
+def machine(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"CPU {cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+
+
+def markdown_table(header: list[str], rows: list[list]) -> str:
+    def cell(value):
+        if value is None:
+            return "—"
+        if isinstance(value, float):
+            return f"{value:.4g}"
+        return str(value)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def record(title: str, device: torch.device, table: str, notes: str = "") -> None:
+    """Print ``table`` and append it to RESULTS.md with the date, machine and command."""
+    print(table)
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    command = "python " + " ".join(sys.argv)
+    block = f"\n## {title}\n\n{stamp} · {machine(device)} · `{command}`\n\n{table}\n"
+    if notes:
+        block += f"\n{notes}\n"
+    with open(RESULTS, "a") as handle:
+        handle.write(block)

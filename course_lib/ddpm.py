@@ -1,0 +1,233 @@
+"""DDPM: the noise scheduler of the original notes, the training loss and the samplers.
+
+Convention (BOOK_DESIGN §1): integer ``step`` 0 is the first noised image, ``step = T - 1`` is
+almost pure noise. The two functions the notes name keep their names and their argument ``t``:
+``noise_image(x0, t)`` is the forward process, ``sample_prev_image_distribution(x_t, t, e)`` one
+reverse step. There ``t`` is the integer step, one per sample.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+class NoiseScheduler:
+    """Betas, alphas and their cumulative products, plus the forward and reverse steps."""
+
+    def __init__(self, num_steps: int = 1000, schedule: str = "linear", beta_start: float = 1e-4,
+                 beta_end: float = 0.02, variance: str = "posterior", device: torch.device | str = "cpu"):
+        if num_steps < 2:
+            raise ValueError(f"num_steps must be at least 2, got {num_steps}")
+        if variance not in ("posterior", "beta"):
+            raise ValueError(f"variance must be 'posterior' (beta tilde) or 'beta', got {variance!r}")
+        self.num_steps = num_steps
+        self.schedule = schedule
+        self.variance = variance
+        self.device = torch.device(device)
+        betas = make_betas(schedule, num_steps, beta_start, beta_end)  # (T,) float64
+        alphas = 1.0 - betas
+        alpha_bars = torch.cumprod(alphas, dim=0)
+        alpha_bars_prev = torch.cat([torch.ones(1, dtype=torch.float64), alpha_bars[:-1]])
+        # beta tilde: the variance of the true posterior q(x_{t-1} | x_t, x_0)
+        posterior_variance = betas * (1.0 - alpha_bars_prev) / (1.0 - alpha_bars)
+        # computed in float64, stored in float32 on the device where the images live
+        as_f32 = dict(dtype=torch.float32, device=self.device)
+        self.betas = betas.to(**as_f32)
+        self.alphas = alphas.to(**as_f32)
+        self.alpha_bars = alpha_bars.to(**as_f32)
+        self.alpha_bars_prev = alpha_bars_prev.to(**as_f32)
+        self.posterior_variance = posterior_variance.to(**as_f32)
+
+    # ------------------------------------------------------------------ helpers
+    def snr(self) -> torch.Tensor:
+        """Signal-to-noise ratio ᾱ / (1 - ᾱ) per step, shape (T,)."""
+        return self.alpha_bars / (1.0 - self.alpha_bars)
+
+    def check_steps(self, t, batch_size: int) -> torch.Tensor:
+        """Turn ``t`` (an int, a 0-d or (B,) integer tensor) into a (B,) long tensor, or raise."""
+        if isinstance(t, bool) or not isinstance(t, (int, torch.Tensor)):
+            raise TypeError(f"t must be an int or an integer tensor of steps, got {type(t).__name__}")
+        t = torch.as_tensor(t, device=self.device)
+        if t.is_floating_point() or t.is_complex():
+            raise TypeError(f"t must hold integer steps in [0, {self.num_steps - 1}], got dtype {t.dtype}")
+        if t.dim() == 0:
+            t = t.expand(batch_size)
+        if t.shape != (batch_size,):
+            raise ValueError(f"t must be a scalar or have shape ({batch_size},), got {tuple(t.shape)}")
+        if (t < 0).any() or (t >= self.num_steps).any():
+            raise ValueError(f"t must lie in [0, {self.num_steps - 1}], got values from "
+                             f"{int(t.min())} to {int(t.max())}")
+        return t.long()
+
+    def step_to_time(self, step: torch.Tensor) -> torch.Tensor:
+        """Integer step -> float time in (0, 1] that the network is conditioned on."""
+        return (step.float() + 1.0) / self.num_steps
+
+    @staticmethod
+    def _per_sample(values: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        return values[t].view(-1, *([1] * (like.dim() - 1)))  # (B, 1, 1, 1)
+
+    # ------------------------------------------------------------------ forward process
+    def noise_image(self, x0: torch.Tensor, t, noise: torch.Tensor | None = None,
+                    generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """x_t = sqrt(ᾱ_t) x0 + sqrt(1 - ᾱ_t) ε, in one shot. Returns ``(x_t, noise)``."""
+        t = self.check_steps(t, x0.shape[0])
+        if noise is None:
+            noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+        alpha_bar = self._per_sample(self.alpha_bars, t, x0)  # (B, 1, 1, 1)
+        x_t = alpha_bar.sqrt() * x0 + (1.0 - alpha_bar).sqrt() * noise  # (B, C, H, W)
+        return x_t, noise
+
+    # ------------------------------------------------------------------ reverse process
+    def posterior_mean_variance(self, x_t: torch.Tensor, t, pred_noise: torch.Tensor):
+        """Mean and variance of p(x_{t-1} | x_t) given the predicted noise ε̂.
+
+        mean = (x_t - β_t / sqrt(1 - ᾱ_t) · ε̂) / sqrt(α_t); variance β̃_t (or β_t), 0 at t = 0.
+        """
+        t = self.check_steps(t, x_t.shape[0])
+        if pred_noise.shape != x_t.shape:
+            raise ValueError(f"pred_noise has shape {tuple(pred_noise.shape)}, x_t has {tuple(x_t.shape)}")
+        beta = self._per_sample(self.betas, t, x_t)
+        alpha = self._per_sample(self.alphas, t, x_t)
+        alpha_bar = self._per_sample(self.alpha_bars, t, x_t)
+        mean = (x_t - beta / (1.0 - alpha_bar).sqrt() * pred_noise) / alpha.sqrt()  # (B, C, H, W)
+        table = self.posterior_variance if self.variance == "posterior" else self.betas
+        variance = self._per_sample(table, t, x_t) * (t > 0).view_as(beta)  # no noise on the last step
+        return mean, variance
+
+    def sample_prev_image_distribution(self, x_t: torch.Tensor, t, pred_noise: torch.Tensor,
+                                       generator: torch.Generator | None = None,
+                                       noise: torch.Tensor | None = None) -> torch.Tensor:
+        """One reverse step: draw x_{t-1} ~ N(mean, variance) from x_t and the predicted noise."""
+        mean, variance = self.posterior_mean_variance(x_t, t, pred_noise)
+        if noise is None:
+            noise = torch.randn(x_t.shape, generator=generator, device=x_t.device, dtype=x_t.dtype)
+        return mean + variance.sqrt() * noise
+
+
+def make_betas(schedule: str, num_steps: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:
+    """β_1..β_T in float64 for the ``linear`` (DDPM) or ``cosine`` (Nichol & Dhariwal 2021) schedule."""
+    if schedule == "linear":
+        if not 0.0 < beta_start < beta_end < 1.0:
+            raise ValueError(f"need 0 < beta_start < beta_end < 1, got {beta_start}, {beta_end}")
+        return torch.linspace(beta_start, beta_end, num_steps, dtype=torch.float64)
+    if schedule == "cosine":
+        offset = 0.008  # keeps β_1 from being vanishingly small
+        s = torch.arange(num_steps + 1, dtype=torch.float64) / num_steps
+        f = torch.cos((s + offset) / (1.0 + offset) * math.pi / 2.0) ** 2
+        alpha_bars = f / f[0]
+        # clipped as in the paper: ᾱ reaches 0 at the end, which would make β_T = 1
+        return (1.0 - alpha_bars[1:] / alpha_bars[:-1]).clamp(max=0.999)
+    raise ValueError(f"schedule must be 'linear' or 'cosine', got {schedule!r}")
+
+
+# ---------------------------------------------------------------------------- predictions
+# The network may be trained to predict ε (the notes' choice) or v = sqrt(ᾱ) ε - sqrt(1-ᾱ) x0
+# (Salimans & Ho 2022). Both are turned into ε̂ before the reverse step, so the scheduler only
+# ever sees predicted noise. With a = sqrt(ᾱ), b = sqrt(1-ᾱ): x_t = a x0 + b ε, a² + b² = 1, and
+# ε = a v + b x_t, x0 = a x_t - b v.
+PREDICTIONS = ("eps", "v")
+
+
+def _ab(scheduler: NoiseScheduler, step: torch.Tensor, like: torch.Tensor):
+    alpha_bar = scheduler.alpha_bars[step].view(-1, *([1] * (like.dim() - 1)))  # (B, 1, 1, 1)
+    return alpha_bar.sqrt(), (1.0 - alpha_bar).sqrt()
+
+
+def v_to_noise(v: torch.Tensor, x_t: torch.Tensor, step: torch.Tensor, scheduler: NoiseScheduler):
+    a, b = _ab(scheduler, step, x_t)
+    return a * v + b * x_t
+
+
+def noise_to_x0(noise: torch.Tensor, x_t: torch.Tensor, step: torch.Tensor, scheduler: NoiseScheduler):
+    a, b = _ab(scheduler, step, x_t)
+    return (x_t - b * noise) / a
+
+
+def predict_noise(model, x_t: torch.Tensor, step: torch.Tensor, labels, scheduler: NoiseScheduler,
+                  prediction: str = "eps") -> torch.Tensor:
+    """Call ``model(x_t, t, labels)`` at integer ``step`` (B,) and return ε̂, whatever it predicts."""
+    out = model(x_t, scheduler.step_to_time(step), labels)  # (B, C, H, W)
+    if prediction == "eps":
+        return out
+    if prediction == "v":
+        return v_to_noise(out, x_t, step, scheduler)
+    raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
+
+
+def loss(model, images: torch.Tensor, labels, scheduler: NoiseScheduler, generator: torch.Generator,
+         prediction: str = "eps") -> torch.Tensor:
+    """MSE between the network output and its target at a uniformly drawn step per image."""
+    b = images.shape[0]
+    step = torch.randint(0, scheduler.num_steps, (b,), generator=generator).to(images.device)  # (B,)
+    noise = torch.randn(images.shape, generator=generator).to(images.device)  # (B, C, H, W)
+    x_t, _ = scheduler.noise_image(images, step, noise=noise)
+    out = model(x_t, scheduler.step_to_time(step), labels)
+    if prediction == "eps":
+        target = noise
+    elif prediction == "v":
+        a, s = _ab(scheduler, step, images)
+        target = a * noise - s * images
+    else:
+        raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
+    return torch.mean((out - target) ** 2)
+
+
+# ---------------------------------------------------------------------------- samplers
+def _randn(shape, generator: torch.Generator | None, device) -> torch.Tensor:
+    """Noise drawn on the generator's device, so a seed gives the same images on CPU and GPU."""
+    where = generator.device if generator is not None else device
+    return torch.randn(shape, generator=generator, device=where).to(device)
+
+
+def ddpm_steps(model, scheduler: NoiseScheduler, shape, labels=None, generator=None, device="cpu",
+               prediction: str = "eps", x_T: torch.Tensor | None = None):
+    """Ancestral sampling over all T steps; yields ``(step, x_{step-1})`` after each reverse step."""
+    x = _randn(shape, generator, device) if x_T is None else x_T.to(device)  # (B, C, H, W)
+    for step in reversed(range(scheduler.num_steps)):
+        steps = torch.full((shape[0],), step, device=device, dtype=torch.long)  # (B,)
+        with torch.no_grad():
+            pred_noise = predict_noise(model, x, steps, labels, scheduler, prediction)
+        x = scheduler.sample_prev_image_distribution(x, steps, pred_noise,
+                                                     noise=_randn(shape, generator, device))
+        yield step, x
+
+
+def ddim_steps(model, scheduler: NoiseScheduler, shape, num_steps: int = 50, labels=None, generator=None,
+               device="cpu", prediction: str = "eps", x_T: torch.Tensor | None = None):
+    """Deterministic DDIM (η = 0) over ``num_steps`` evenly spaced steps; yields ``(step, x)``."""
+    if not 1 <= num_steps <= scheduler.num_steps:
+        raise ValueError(f"num_steps must lie in [1, {scheduler.num_steps}], got {num_steps}")
+    x = _randn(shape, generator, device) if x_T is None else x_T.to(device)  # (B, C, H, W)
+    schedule = torch.linspace(scheduler.num_steps - 1, 0, num_steps).round().long().tolist()
+    for i, step in enumerate(schedule):
+        steps = torch.full((shape[0],), step, device=device, dtype=torch.long)  # (B,)
+        with torch.no_grad():
+            pred_noise = predict_noise(model, x, steps, labels, scheduler, prediction)
+        x0_hat = noise_to_x0(pred_noise, x, steps, scheduler)
+        # the last update lands on ᾱ = 1: the clean estimate itself
+        alpha_bar_prev = scheduler.alpha_bars[schedule[i + 1]] if i + 1 < num_steps else x.new_tensor(1.0)
+        x = alpha_bar_prev.sqrt() * x0_hat + (1.0 - alpha_bar_prev).sqrt() * pred_noise
+        yield step, x
+
+
+def _last(steps):
+    """Run a step generator to its end and return the final state."""
+    final = None
+    for _, state in steps:
+        final = state
+    return final
+
+
+def sample(model, scheduler: NoiseScheduler, shape, labels=None, generator=None, device="cpu",
+           prediction: str = "eps") -> torch.Tensor:
+    """All-T-step ancestral DDPM sampling; returns x_0 of ``shape``."""
+    return _last(ddpm_steps(model, scheduler, shape, labels, generator, device, prediction))
+
+
+def sample_ddim(model, scheduler: NoiseScheduler, shape, num_steps: int = 50, labels=None, generator=None,
+                device="cpu", prediction: str = "eps") -> torch.Tensor:
+    """DDIM (η = 0) with ``num_steps`` network evaluations; returns x_0 of ``shape``."""
+    return _last(ddim_steps(model, scheduler, shape, num_steps, labels, generator, device, prediction))

@@ -1,0 +1,281 @@
+"""A judge for generated digits: an MNIST classifier, and the metrics built on its features.
+
+* ``class_accuracy``: share of samples the judge reads as the asked digit;
+* ``frechet_distance``: Fréchet distance between judge features of samples and of real images;
+  it is biased upwards at small N, so always print ``real_floor(N)`` beside it;
+* ``class_histogram`` / ``mean_confidence``: coverage and sharpness of unconditional samples;
+* ``nearest_train_distance``: how close each sample is to a training image (memorisation check).
+
+The judge's weights ship in ``checkpoints/mnist_judge.pt``; ``python -m course_lib.evaluation``
+retrains them with the recipe below.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from functools import lru_cache
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from . import config, data, training
+
+JUDGE_PATH = config.CHECKPOINT_DIR / "mnist_judge.pt"
+JUDGE_RECIPE = {"epochs": 4, "batch_size": 128, "lr": 2e-3, "seed": 0, "max_shift": 2,
+                "command": "python -m course_lib.evaluation"}
+FEATURE_DIM = 128
+RANGE_SLACK = 0.5  # samples may overshoot [-1, 1] a little; beyond this they are not images in [-1, 1]
+
+
+class Judge(nn.Module):
+    """Three conv blocks and two linear layers; ``features`` is the 128-d pre-activation layer."""
+
+    def __init__(self):
+        super().__init__()
+        self.convs = nn.Sequential(
+            nn.Conv2d(1, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),  # (B, 32, 16, 16)
+            nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),  # (B, 64, 8, 8)
+            nn.Conv2d(64, 128, 3, padding=1), nn.BatchNorm2d(128), nn.ReLU(), nn.MaxPool2d(2),  # (B, 128, 4, 4)
+        )
+        self.hidden = nn.Linear(128 * 4 * 4, FEATURE_DIM)
+        self.dropout = nn.Dropout(0.3)
+        self.head = nn.Linear(FEATURE_DIM, data.NUM_CLASSES)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.hidden(self.convs(x).flatten(1))  # (B, 128), before the ReLU
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dropout(F.relu(self.features(x))))  # (B, 10)
+
+
+def check_images(images: torch.Tensor) -> torch.Tensor:
+    """Validate (N, 1, H, W) images in [-1, 1]; return them clamped and resized to 32 x 32."""
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 1:
+        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ValueError(f"expected images of shape (N, 1, H, W), got {shape}")
+    if images.shape[0] == 0:
+        raise ValueError("expected at least one image")
+    if not torch.isfinite(images).all():
+        raise ValueError("images contain NaN or Inf")
+    low, high = images.min().item(), images.max().item()
+    if low < -1 - RANGE_SLACK or high > 1 + RANGE_SLACK:
+        raise ValueError(f"images must be in [-1, 1] (the book's convention), got values in "
+                         f"[{low:.3g}, {high:.3g}]; map [0, 1] images with x * 2 - 1")
+    images = images.float().clamp(-1, 1)
+    if images.shape[-2:] != (32, 32):
+        images = F.interpolate(images, size=(32, 32), mode="bilinear", align_corners=False)
+    return images
+
+
+def random_shift(images: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+    """Shift each image by up to ``max_shift`` pixels; the 2-pixel black border makes this wrap-free."""
+    shifts = torch.randint(-max_shift, max_shift + 1, (len(images), 2), generator=generator)
+    out = images.clone()
+    for dy, dx in shifts.unique(dim=0).tolist():
+        chosen = (shifts[:, 0] == dy) & (shifts[:, 1] == dx)
+        out[chosen] = torch.roll(images[chosen], shifts=(dy, dx), dims=(2, 3))
+    return out
+
+
+# ---------------------------------------------------------------------------- the judge
+def train_judge(device: torch.device | str = "cpu", recipe: dict = JUDGE_RECIPE) -> tuple[Judge, float]:
+    """Train on the full MNIST training split; return the judge and its test accuracy."""
+    generator = training.seed_everything(recipe["seed"])
+    images, labels = data.load_mnist(train=True, limit=60_000)
+    judge = Judge().to(device)
+    steps = recipe["epochs"] * -(-len(images) // recipe["batch_size"])
+    optimizer = torch.optim.AdamW(judge.parameters(), lr=recipe["lr"], weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe["lr"], total_steps=steps)
+    judge.train()
+    for _ in range(recipe["epochs"]):
+        order = torch.randperm(len(images), generator=generator)
+        for start in range(0, len(images), recipe["batch_size"]):
+            batch = order[start:start + recipe["batch_size"]]
+            x = random_shift(images[batch], recipe["max_shift"], generator).to(device)  # (B, 1, 32, 32)
+            loss = F.cross_entropy(judge(x), labels[batch].to(device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+    judge.eval()
+    test_images, test_labels = data.load_mnist(train=False, limit=10_000)
+    return judge, class_accuracy(test_images, test_labels, judge)
+
+
+def save_judge(judge: Judge, accuracy: float, seconds: float, path=JUDGE_PATH) -> None:
+    training.save_checkpoint(path, {
+        "format": training.CHECKPOINT_FORMAT, "kind": "judge", "model_config": {},
+        "state_dict": {k: v.cpu() for k, v in judge.state_dict().items()},
+        "metadata": {"recipe": JUDGE_RECIPE, "test_accuracy": accuracy, "train_seconds": seconds},
+    })
+
+
+@lru_cache(maxsize=4)
+def load_judge(device: str = "cpu", path: str = str(JUDGE_PATH)) -> Judge:
+    """The shipped judge, in eval mode (cached per device)."""
+    payload = training.load_checkpoint(path, kind="judge")
+    judge = training.load_weights(Judge(), payload["state_dict"], path)
+    return judge.to(device).eval()
+
+
+def _judge_or_default(judge: Judge | None, images: torch.Tensor) -> Judge:
+    return judge if judge is not None else load_judge(str(images.device))
+
+
+@torch.no_grad()
+def _batched(fn, images: torch.Tensor, batch: int = 1000) -> torch.Tensor:
+    return torch.cat([fn(images[i:i + batch]) for i in range(0, len(images), batch)])
+
+
+def judge_logits(images: torch.Tensor, judge: Judge | None = None) -> torch.Tensor:
+    images = check_images(images)
+    return _batched(_judge_or_default(judge, images), images)  # (N, 10)
+
+
+def judge_features(images: torch.Tensor, judge: Judge | None = None) -> torch.Tensor:
+    images = check_images(images)
+    return _batched(_judge_or_default(judge, images).features, images).double()  # (N, 128)
+
+
+# ---------------------------------------------------------------------------- metrics
+def class_accuracy(images: torch.Tensor, labels: torch.Tensor, judge: Judge | None = None) -> float:
+    """Share of ``images`` the judge reads as the matching entry of ``labels``."""
+    labels = torch.as_tensor(labels)
+    if labels.shape != (len(images),):
+        raise ValueError(f"labels must have shape ({len(images)},), got {tuple(labels.shape)}")
+    predictions = judge_logits(images, judge).argmax(1).cpu()
+    return (predictions == labels.cpu()).float().mean().item()
+
+
+def class_histogram(images: torch.Tensor, judge: Judge | None = None) -> torch.Tensor:
+    """Share of images the judge assigns to each digit, (10,) summing to 1."""
+    predictions = judge_logits(images, judge).argmax(1).cpu()
+    return torch.bincount(predictions, minlength=data.NUM_CLASSES).float() / len(images)
+
+
+def mean_confidence(images: torch.Tensor, judge: Judge | None = None) -> float:
+    """Mean of the judge's top softmax probability: near 1 for clear digits, low for scribbles."""
+    return judge_logits(images, judge).softmax(1).max(1).values.mean().item()
+
+
+def feature_statistics(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    features = features.double()
+    return features.mean(0), torch.cov(features.T)  # (D,), (D, D)
+
+
+def _sqrt_psd(matrix: torch.Tensor) -> torch.Tensor:
+    values, vectors = torch.linalg.eigh((matrix + matrix.T) / 2)
+    return (vectors * values.clamp(min=0).sqrt()) @ vectors.T
+
+
+def frechet_from_statistics(mu1, cov1, mu2, cov2) -> float:
+    """||mu1 - mu2||² + tr(C1 + C2 - 2 (C1^½ C2 C1^½)^½), all in float64.
+
+    The symmetric form C1^½ C2 C1^½ has the same trace-root as C1 C2 but stays symmetric
+    positive semi-definite, so an eigendecomposition gives its root without complex parts.
+    """
+    root1 = _sqrt_psd(cov1)
+    middle = root1 @ cov2 @ root1
+    trace_root = torch.linalg.eigvalsh((middle + middle.T) / 2).clamp(min=0).sqrt().sum()
+    value = (mu1 - mu2).pow(2).sum() + torch.trace(cov1) + torch.trace(cov2) - 2 * trace_root
+    return max(value.item(), 0.0)
+
+
+@lru_cache(maxsize=2)
+def reference_statistics(device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """Judge-feature mean and covariance of the 10,000 MNIST test images (computed once)."""
+    images, _ = data.load_mnist(train=False, limit=10_000)
+    return feature_statistics(judge_features(images.to(device)))
+
+
+def frechet_distance(images: torch.Tensor, reference: torch.Tensor | None = None,
+                     judge: Judge | None = None) -> float:
+    """Fréchet distance between judge features of ``images`` and ``reference`` (MNIST test split)."""
+    images = check_images(images)
+    if len(images) < 2:
+        raise ValueError("the Fréchet distance needs at least 2 images")
+    mu1, cov1 = feature_statistics(judge_features(images, judge))
+    if reference is None and judge is None:
+        mu2, cov2 = reference_statistics(str(images.device))
+    else:
+        reference = reference if reference is not None else data.load_mnist(train=False, limit=10_000)[0]
+        mu2, cov2 = feature_statistics(judge_features(reference.to(images.device), judge))
+    return frechet_from_statistics(mu1, cov1, mu2, cov2)
+
+
+def real_floor(n: int, seed: int = 0) -> float:
+    """The Fréchet distance of ``n`` random real training images: the best a sampler can score at ``n``."""
+    images, _ = data.load_mnist(train=True, limit=60_000)
+    chosen = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:n]
+    return frechet_distance(images[chosen])
+
+
+def nearest_train_distance(images: torch.Tensor, train_images: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-sample L2 pixel distance (in [-1, 1] units, 32 x 32) to the closest training image, (N,).
+
+    ``cdist`` takes the fast matrix-product route, which is exact to about 0.01 here; distinct
+    digits are several units apart, so that is plenty.
+    """
+    images = check_images(images).flatten(1).cpu()  # (N, 1024)
+    if train_images is None:
+        train_images = data.load_mnist(train=True, limit=60_000)[0]
+    train_flat = train_images.flatten(1)  # (M, 1024)
+    best = torch.full((len(images),), float("inf"))
+    for start in range(0, len(train_flat), 10_000):
+        best = torch.minimum(best, torch.cdist(images, train_flat[start:start + 10_000]).min(1).values)
+    return best
+
+
+if __name__ == "__main__":
+    config.configure_threads()
+    started = time.time()
+    trained, accuracy = train_judge(config.default_device())
+    seconds = time.time() - started
+    save_judge(trained.cpu(), accuracy, seconds)
+    print(f"judge test accuracy {accuracy:.4f} after {seconds:.0f} s; wrote {JUDGE_PATH}")
+
+
+# ---------------------------------------------------------------------------- the quality harness
+# A sampler is any callable ``sampler(n, generator) -> (images, labels, nfe)``: ``n`` images in
+# [-1, 1], the labels they were asked to show (None when unconditional), and the network
+# evaluations spent per image (a guided step counts 2). DDPM, CFG and flow samplers all plug in.
+Sampler = Callable[[int, torch.Generator], tuple[torch.Tensor, "torch.Tensor | None", int]]
+
+
+@lru_cache(maxsize=8)
+def cached_floor(n: int) -> float:
+    return real_floor(n)
+
+
+def measure_quality(sampler: Sampler, n: int, batch_size: int = 250, seed: int = 0) -> dict:
+    """Draw ``n`` images in batches and score them; returns one row of numbers as a dict."""
+    generator = torch.Generator().manual_seed(seed)
+    images, labels, nfe = [], [], 0
+    started = time.perf_counter()
+    for start in range(0, n, batch_size):
+        batch, batch_labels, nfe = sampler(min(batch_size, n - start), generator)
+        images.append(batch.detach().float().cpu().clamp(-1, 1))
+        labels.append(batch_labels.cpu() if batch_labels is not None else None)
+    seconds = time.perf_counter() - started
+    images = torch.cat(images)
+    hist = class_histogram(images)
+    row = {"nfe": nfe, "n": n, "class_accuracy": None, "frechet": frechet_distance(images),
+           "floor": cached_floor(n), "confidence": mean_confidence(images),
+           "digit_share_min": hist.min().item(), "digit_share_max": hist.max().item(),
+           "images_per_s": n / seconds, "seconds": seconds, "histogram": hist.tolist()}
+    if all(lab is not None for lab in labels):
+        row["class_accuracy"] = class_accuracy(images, torch.cat(labels))
+    return row
+
+
+def real_images_sampler(train: bool = False) -> Sampler:
+    """A stand-in sampler that returns real MNIST images: its row must show the floor."""
+    images, labels = data.load_mnist(train=train, limit=60_000 if train else 10_000)
+
+    def sampler(n: int, generator: torch.Generator):
+        chosen = torch.randperm(len(images), generator=generator)[:n]
+        return images[chosen], labels[chosen], 0
+
+    return sampler

@@ -1,0 +1,246 @@
+"""One training loop for DDPM, CFG and flow matching, and the checkpoint format they share.
+
+The objective is a function ``loss_fn(model, images, labels, generator) -> scalar``; the loop adds
+AdamW, warm-up then step decay of the learning rate, gradient clipping, an EMA of the weights,
+atomic checkpoints, exact resume and a stop on NaN/Inf.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+from torch.optim.swa_utils import AveragedModel
+from tqdm.auto import tqdm
+
+from . import config
+
+CHECKPOINT_FORMAT = "simplest-diffusion/1"
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or Inf; nothing was written after the last good checkpoint."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is unreadable, of the wrong kind, or does not match the model."""
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    seed: int = 0
+    save_freq: int = 1  # epochs between checkpoints; one is always written at the end
+    lr_decay_step: int = 0  # epochs between learning-rate decays; 0 keeps it constant
+    lr_decay_rate: float = 0.5
+    warmup_steps: int = 200  # linear warm-up; transformers trained with Adam diverge less with it
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    weight_decay: float = 0.0
+    max_steps: int | None = None  # stop after this many optimiser steps (fast mode, tests)
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_size", "save_freq"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.lr <= 0 or not 0 < self.lr_decay_rate <= 1 or self.lr_decay_step < 0:
+            raise ValueError("need lr > 0, 0 < lr_decay_rate <= 1 and lr_decay_step >= 0")
+
+
+@dataclass
+class TrainResult:
+    model: nn.Module  # the raw weights after the last step
+    ema: nn.Module  # the averaged weights: sample with these
+    losses: list[float] = field(default_factory=list)  # one per optimiser step, whole run
+    step: int = 0
+    epoch: int = 0
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch; return a CPU generator for data order and noise."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def make_ema(model: nn.Module, decay: float) -> AveragedModel:
+    def ema_update(averaged, current, num_averaged):
+        # the decay ramps up, so a few hundred steps already give a useful average
+        d = min(decay, (1.0 + num_averaged) / (10.0 + num_averaged))
+        return averaged * d + current * (1.0 - d)
+
+    return AveragedModel(model, avg_fn=ema_update, use_buffers=True)
+
+
+# ---------------------------------------------------------------------------- checkpoints
+def save_checkpoint(path: Path | str, payload: dict) -> Path:
+    """Write ``payload`` to a temporary file beside ``path``, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    torch.save(payload, partial)
+    os.replace(partial, path)  # atomic: a crash leaves the old checkpoint or the new one
+    return path
+
+
+def load_checkpoint(path: Path | str, kind: str | None = None) -> dict:
+    """Load a checkpoint safely (``weights_only=True``) and check its format and kind."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise CheckpointError(f"{path} is not a readable checkpoint ({type(error).__name__}: "
+                              f"{str(error)[:200]})") from error
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is not a SimplestDiffusion checkpoint (format "
+                              f"{payload.get('format') if isinstance(payload, dict) else type(payload).__name__!r})")
+    if kind is not None and payload.get("kind") != kind:
+        raise CheckpointError(f"{path} holds a {payload.get('kind')!r} model, expected {kind!r}")
+    return payload
+
+
+def load_weights(model: nn.Module, state_dict: dict, source: str = "checkpoint") -> nn.Module:
+    """``load_state_dict`` with an error that names the mismatching tensors."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(own))
+    wrong = [f"{k}: {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
+             for k in own.keys() & state_dict.keys() if own[k].shape != state_dict[k].shape]
+    if missing or unexpected or wrong:
+        parts = [f"missing {missing[:5]}" if missing else "", f"unexpected {unexpected[:5]}" if unexpected else "",
+                 f"wrong shapes {wrong[:5]}" if wrong else ""]
+        raise CheckpointError(f"{source} does not match the model: " + "; ".join(p for p in parts if p))
+    model.load_state_dict(state_dict)
+    return model
+
+
+def slim(payload: dict) -> dict:
+    """A copy without the optimiser and raw weights: what ships and what sampling needs."""
+    return {k: v for k, v in payload.items() if k != "training"}
+
+
+def resume_path(checkpoint_path: Path | str) -> Path:
+    """Where the full training state lives beside a (slim) checkpoint: ``name.resume.pt``."""
+    path = Path(checkpoint_path)
+    return path.with_name(path.stem + ".resume" + path.suffix)
+
+
+def write_both(checkpoint_path: Path | str, payload: dict) -> None:
+    save_checkpoint(resume_path(checkpoint_path), payload)
+    save_checkpoint(checkpoint_path, slim(payload))
+
+
+# ---------------------------------------------------------------------------- the loop
+LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor]
+
+
+def train(model: nn.Module, loss_fn: LossFn, images: torch.Tensor, labels: torch.Tensor,
+          cfg: TrainConfig, device: torch.device | str, *, kind: str, model_config: dict,
+          checkpoint_path: Path | str | None = None, resume: Path | str | None = None,
+          metadata: dict | None = None, on_step: Callable[[int, float], None] | None = None,
+          progress: bool = True) -> TrainResult:
+    """Train ``model`` on in-memory ``images`` (N, C, H, W) and ``labels`` (N,).
+
+    ``kind`` ("ddpm", "cfg", "flow") and ``model_config`` go into every checkpoint so that
+    loading can refuse a mismatched file. Every ``save_freq`` epochs and at the end, the EMA
+    weights go to ``checkpoint_path`` (small: what sampling needs) and the whole training state to
+    :func:`resume_path` of it. With ``resume`` (either file) the run continues from the last
+    completed epoch with the same optimiser, EMA, schedule and data order.
+    """
+    device = torch.device(device)
+    generator = seed_everything(cfg.seed)
+    model.to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = -(-len(images) // cfg.batch_size)
+
+    def lr_factor(step: int) -> float:
+        decays = (step // steps_per_epoch) // cfg.lr_decay_step if cfg.lr_decay_step else 0
+        return min(1.0, (step + 1) / max(1, cfg.warmup_steps)) * cfg.lr_decay_rate**decays
+
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    ema = make_ema(model, cfg.ema_decay)
+    result = TrainResult(model=model, ema=ema.module)
+
+    if resume is not None:
+        if resume_path(resume).is_file():
+            resume = resume_path(resume)
+        state = load_checkpoint(resume, kind=kind)
+        if "training" not in state:
+            raise CheckpointError(f"{resume} holds weights only; resume needs its .resume.pt companion")
+        if state["model_config"] != model_config:
+            raise CheckpointError(f"cannot resume: {resume} was trained with {state['model_config']}, "
+                                  f"this model is {model_config}")
+        training = state["training"]
+        load_weights(model, training["model"], str(resume))
+        optimizer.load_state_dict(training["optimizer"])
+        schedule.load_state_dict(training["lr_schedule"])
+        ema.load_state_dict(training["ema"])
+        generator.set_state(training["generator"])
+        result.losses, result.step, result.epoch = list(training["losses"]), training["step"], training["epoch"]
+
+    def snapshot() -> dict:
+        return {
+            "format": CHECKPOINT_FORMAT, "kind": kind, "model_config": model_config,
+            "state_dict": {k: v.detach().cpu() for k, v in ema.module.state_dict().items()},
+            "metadata": {**(metadata or {}), "train_config": asdict(cfg), "step": result.step,
+                         "epoch": result.epoch, "final_loss": float(np.mean(result.losses[-100:] or [0]))},
+            "training": {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                         "lr_schedule": schedule.state_dict(), "ema": ema.state_dict(),
+                         "generator": generator.get_state(), "losses": result.losses,
+                         "step": result.step, "epoch": result.epoch},
+        }
+
+    total = cfg.epochs * steps_per_epoch if cfg.max_steps is None else min(cfg.max_steps, cfg.epochs * steps_per_epoch)
+    bar = tqdm(total=total, initial=min(result.step, total), disable=config.QUIET or not progress,
+               desc=f"train {kind}", leave=False)
+    model.train()
+    while result.epoch < cfg.epochs and result.step < total:
+        order = torch.randperm(len(images), generator=generator)
+        for start in range(0, len(images), cfg.batch_size):
+            batch = order[start:start + cfg.batch_size]
+            x = images[batch].to(device)  # (B, C, H, W)
+            y = labels[batch].to(device)  # (B,)
+            loss = loss_fn(model, x, y, generator)
+            if not torch.isfinite(loss):
+                bar.close()
+                raise TrainingDiverged(
+                    f"loss became {loss.item()} at step {result.step} (epoch {result.epoch}); training "
+                    f"stopped and no checkpoint was written after the last good one"
+                    f"{f' ({checkpoint_path})' if checkpoint_path else ''}. Try a lower --lr.")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            schedule.step()
+            ema.update_parameters(model)
+            result.step += 1
+            result.losses.append(loss.item())
+            bar.update(1)
+            bar.set_postfix(loss=f"{np.mean(result.losses[-50:]):.4f}")
+            if on_step is not None:
+                on_step(result.step, result.losses[-1])
+            if result.step >= total:
+                break
+        else:
+            result.epoch += 1
+            if checkpoint_path is not None and result.epoch % cfg.save_freq == 0:
+                write_both(checkpoint_path, snapshot())
+            continue
+        break
+    bar.close()
+    if checkpoint_path is not None:
+        write_both(checkpoint_path, snapshot())
+    model.eval()
+    result.ema.eval()
+    return result

@@ -1,0 +1,109 @@
+"""The judge and its metrics behave as a measuring instrument should."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from course_lib import data, evaluation
+
+
+@pytest.fixture(scope="module")
+def test_split():
+    return data.load_mnist(train=False, limit=10_000)
+
+
+@pytest.fixture(scope="module")
+def train_split():
+    return data.load_mnist(train=True, limit=60_000)
+
+
+def test_shipped_judge_reaches_99_percent(test_split):
+    images, labels = test_split
+    payload = torch.load(evaluation.JUDGE_PATH, weights_only=True)
+    assert payload["kind"] == "judge" and payload["metadata"]["test_accuracy"] >= 0.99
+    accuracy = evaluation.class_accuracy(images, labels)
+    assert accuracy >= 0.99
+    assert accuracy == pytest.approx(payload["metadata"]["test_accuracy"], abs=1e-4)
+
+
+def test_shuffled_labels_score_chance(test_split):
+    images, labels = test_split
+    shuffled = labels[torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))]
+    assert evaluation.class_accuracy(images, shuffled) == pytest.approx(0.10, abs=0.02)
+
+
+def test_real_distance_is_small_and_shrinks_with_n():
+    floors = [evaluation.real_floor(n) for n in (200, 1000, 5000)]
+    assert floors[0] > floors[1] > floors[2]
+    assert floors[2] < 0.2 * floors[0]
+
+
+def test_distance_rises_with_noise_and_blur(train_split):
+    images = train_split[0][:2000]
+    gen = torch.Generator().manual_seed(1)
+    noise = torch.randn(images.shape, generator=gen)
+    noisy = [evaluation.frechet_distance((images + s * noise).clamp(-1, 1)) for s in (0.0, 0.2, 0.4, 0.8)]
+    assert noisy == sorted(noisy) and noisy[-1] > 5 * noisy[0]
+    kernel = torch.ones(1, 1, 3, 3) / 9
+    blurred, distances = images, [noisy[0]]
+    for _ in range(3):
+        blurred = F.conv2d(F.pad(blurred, (1, 1, 1, 1), value=-1), kernel)
+        distances.append(evaluation.frechet_distance(blurred))
+    assert distances == sorted(distances) and distances[-1] > 3 * distances[0]
+
+
+def test_dropping_half_the_classes_raises_the_distance_sharply(train_split):
+    images, labels = train_split
+    full = evaluation.frechet_distance(images[:2000])
+    half = evaluation.frechet_distance(images[labels < 5][:2000])
+    assert half > 5 * full
+
+
+def test_histogram_and_confidence_of_real_digits(test_split):
+    images, labels = test_split
+    hist = evaluation.class_histogram(images[:2000])
+    torch.testing.assert_close(hist.sum(), torch.tensor(1.0))
+    true = torch.bincount(labels[:2000], minlength=10).float() / 2000
+    torch.testing.assert_close(hist, true, atol=0.01, rtol=0)
+    assert evaluation.mean_confidence(images[:500]) > 0.95
+    blank = -torch.ones(100, 1, 32, 32) + 0.05 * torch.randn(100, 1, 32, 32)
+    assert evaluation.mean_confidence(blank.clamp(-1, 1)) < evaluation.mean_confidence(images[:100])
+
+
+def test_nearest_train_distance_finds_copies(train_split):
+    train_images = train_split[0]
+    copies = train_images[:5]
+    assert evaluation.nearest_train_distance(copies, train_images).max() == pytest.approx(0.0, abs=0.05)
+    novel = torch.flip(train_images[:5], dims=[-1])
+    assert evaluation.nearest_train_distance(novel, train_images).min() > 1.0
+
+
+@pytest.mark.parametrize("bad", [
+    torch.zeros(4, 32, 32), torch.zeros(4, 3, 32, 32), torch.zeros(0, 1, 32, 32),
+    torch.full((4, 1, 32, 32), 255.0), torch.full((4, 1, 32, 32), float("nan")),
+])
+def test_bad_inputs_raise_a_clear_error(bad):
+    with pytest.raises(ValueError, match="expected|NaN|must be in"):
+        evaluation.frechet_distance(bad)
+    with pytest.raises(ValueError):
+        evaluation.class_accuracy(bad, torch.zeros(len(bad), dtype=torch.long))
+
+
+def test_other_sizes_are_resized(test_split):
+    images, labels = test_split
+    small = F.interpolate(images[:500], size=(28, 28), mode="bilinear", align_corners=False)
+    assert evaluation.class_accuracy(small, labels[:500]) > 0.95
+    with pytest.raises(ValueError, match="labels must have shape"):
+        evaluation.class_accuracy(images[:10], labels[:9])
+
+
+def test_frechet_formula_on_gaussians_with_known_answer():
+    """For N(m1, C1) and N(m2, C2) with commuting diagonal covariances the distance is closed form."""
+    mu1, mu2 = torch.zeros(3, dtype=torch.float64), torch.tensor([1.0, 2.0, 0.0], dtype=torch.float64)
+    c1, c2 = torch.diag(torch.tensor([1.0, 4.0, 9.0])).double(), torch.diag(torch.tensor([4.0, 1.0, 9.0])).double()
+    expected = 1 + 4 + (1 + 4 - 2 * 2) + (4 + 1 - 2 * 2) + 0
+    assert evaluation.frechet_from_statistics(mu1, c1, mu2, c2) == pytest.approx(expected, rel=1e-9)
+    rotation = torch.linalg.qr(torch.randn(3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0)))[0]
+    rotated = evaluation.frechet_from_statistics(rotation @ mu1, rotation @ c1 @ rotation.T,
+                                                 rotation @ mu2, rotation @ c2 @ rotation.T)
+    assert rotated == pytest.approx(expected, rel=1e-8)

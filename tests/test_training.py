@@ -1,0 +1,136 @@
+"""The training loop: learning, checkpoints, resume, NaN handling."""
+
+import pytest
+import torch
+
+from course_lib import ddpm, dit, training
+
+
+def toy_data(n=64, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 1, 32, 32, generator=gen) * 2 - 1, torch.randint(0, 10, (n,), generator=gen)
+
+
+SCHEDULER = ddpm.NoiseScheduler()
+
+
+def ddpm_loss(scheduler=SCHEDULER):
+    return lambda model, x, y, gen: ddpm.loss(model, x, None, scheduler, gen, "eps")
+
+
+def run(cfg, path=None, resume=None, loss_fn=None, data=None):
+    torch.manual_seed(cfg.seed)  # same initial weights for runs that should match
+    model = dit.DiT(dit.preset("tiny"))
+    images, labels = data if data is not None else toy_data()
+    return training.train(model, loss_fn or ddpm_loss(), images, labels, cfg, "cpu", kind="ddpm",
+                          model_config=model.cfg.to_dict(), checkpoint_path=path, resume=resume,
+                          progress=False)
+
+
+def test_overfitting_one_small_batch_halves_the_loss():
+    """Regressing a fixed target from one batch: the loss must fall by half within 150 steps."""
+    images, labels = toy_data(16)
+
+    def fixed_target_loss(model, x, y, gen):
+        return (model(x, torch.full((len(x),), 0.5)) - x.flip(-1)).pow(2).mean()
+
+    cfg = training.TrainConfig(epochs=150, batch_size=16, lr=3e-3, warmup_steps=10)
+    result = run(cfg, loss_fn=fixed_target_loss, data=(images, labels))
+    first, last = sum(result.losses[:5]) / 5, sum(result.losses[-5:]) / 5
+    assert last < 0.5 * first
+
+
+def test_checkpoint_round_trip_is_exact(tmp_path):
+    path = tmp_path / "ckpt.pt"
+    result = run(training.TrainConfig(epochs=1, batch_size=32), path)
+    payload = training.load_checkpoint(path, kind="ddpm")
+    assert "training" not in payload  # the slim file: weights and metadata only
+    assert training.resume_path(path).is_file()
+    model = training.load_weights(dit.DiT(dit.DiTConfig(**payload["model_config"])), payload["state_dict"])
+    for name, tensor in result.ema.state_dict().items():
+        assert torch.equal(model.state_dict()[name], tensor), name
+    assert payload["metadata"]["step"] == 2 and payload["metadata"]["train_config"]["batch_size"] == 32
+
+
+def test_resume_continues_the_same_run(tmp_path):
+    straight = run(training.TrainConfig(epochs=2, batch_size=32, seed=5))
+    first_half = tmp_path / "half.pt"
+    run(training.TrainConfig(epochs=1, batch_size=32, seed=5), first_half)
+    resumed = run(training.TrainConfig(epochs=2, batch_size=32, seed=5), resume=first_half)
+    assert resumed.step == straight.step == 4
+    assert resumed.losses == pytest.approx(straight.losses, rel=1e-5)
+    for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, msg=name)
+    for a, b in zip(straight.ema.state_dict().values(), resumed.ema.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    path = tmp_path / "ckpt.pt"
+    run(training.TrainConfig(epochs=1, batch_size=32), path)
+    before = path.read_bytes(), training.resume_path(path).read_bytes()
+    calls = {"n": 0}
+
+    def poisoned(model, x, y, gen):
+        calls["n"] += 1
+        value = ddpm_loss()(model, x, y, gen)
+        return value * float("nan") if calls["n"] == 2 else value  # mid-epoch: nothing saved yet
+
+    with pytest.raises(training.TrainingDiverged, match="loss became nan at step 1"):
+        run(training.TrainConfig(epochs=3, batch_size=32), path, loss_fn=poisoned)
+    assert (path.read_bytes(), training.resume_path(path).read_bytes()) == before
+
+
+def test_writes_are_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "ckpt.pt"
+    training.save_checkpoint(path, {"format": training.CHECKPOINT_FORMAT, "kind": "ddpm"})
+    good = path.read_bytes()
+
+    def crash(obj, f):
+        open(f, "wb").write(b"half a file")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(KeyboardInterrupt):
+        training.save_checkpoint(path, {"format": training.CHECKPOINT_FORMAT, "kind": "ddpm", "x": 1})
+    assert path.read_bytes() == good
+
+
+def test_bad_checkpoints_are_refused_with_a_reason(tmp_path):
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(training.CheckpointError, match="not a readable checkpoint"):
+        training.load_checkpoint(corrupt)
+    with pytest.raises(training.CheckpointError, match="does not exist"):
+        training.load_checkpoint(tmp_path / "missing.pt")
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(3)}, foreign)
+    with pytest.raises(training.CheckpointError, match="not a SimplestDiffusion checkpoint"):
+        training.load_checkpoint(foreign)
+    path = tmp_path / "ckpt.pt"
+    run(training.TrainConfig(epochs=1, batch_size=32), path)
+    with pytest.raises(training.CheckpointError, match="holds a 'ddpm' model, expected 'flow'"):
+        training.load_checkpoint(path, kind="flow")
+    payload = training.load_checkpoint(path)
+    with pytest.raises(training.CheckpointError, match="wrong shapes"):
+        training.load_weights(dit.DiT(dit.preset("tiny", dim=32)), payload["state_dict"])
+    bigger = dit.DiT(dit.preset("tiny", depth=3))
+    with pytest.raises(training.CheckpointError, match="missing"):
+        training.load_weights(bigger, payload["state_dict"])
+
+
+def test_resume_refuses_a_different_model(tmp_path):
+    path = tmp_path / "ckpt.pt"
+    run(training.TrainConfig(epochs=1, batch_size=32), path)
+    model = dit.DiT(dit.preset("tiny", depth=3))
+    images, labels = toy_data()
+    with pytest.raises(training.CheckpointError, match="cannot resume"):
+        training.train(model, ddpm_loss(), images, labels, training.TrainConfig(epochs=2, batch_size=32), "cpu",
+                       kind="ddpm", model_config=model.cfg.to_dict(), resume=path, progress=False)
+
+
+def test_bad_train_config_raises():
+    with pytest.raises(ValueError, match="positive"):
+        training.TrainConfig(batch_size=0)
+    with pytest.raises(ValueError, match="lr_decay_rate"):
+        training.TrainConfig(lr_decay_rate=1.5)

@@ -1,0 +1,92 @@
+"""The explorers build, and moving a slider redraws what is shown."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from course_lib import data, ddpm, dit, plotting, widgets  # noqa: E402
+
+
+@pytest.fixture
+def digit():
+    """A synthetic 'digit': a bright bar on a black (-1) background, (1, 1, 32, 32)."""
+    image = -torch.ones(1, 1, 32, 32)
+    image[..., 8:24, 14:18] = 1.0
+    return image
+
+
+def _shown_pixels(explorer) -> torch.Tensor:
+    return torch.as_tensor(explorer.figure.axes[0].images[0].get_array().data)  # (H, W) in [0, 1]
+
+
+def _title(explorer) -> str:
+    return explorer.figure.axes[0].get_title()
+
+
+def test_timestep_explorer_builds_with_a_slider_over_all_steps(digit):
+    scheduler = ddpm.NoiseScheduler()
+    explorer = widgets.timestep_explorer(digit, scheduler, step=10)
+    slider = explorer.controls["step"]
+    assert (slider.min, slider.max, slider.value) == (0, 999, 10)
+    assert slider in explorer.children[0].children
+    assert explorer.figure is not None
+    assert _title(explorer).startswith("step 10:")
+
+
+def test_moving_the_slider_redraws_x_t_with_its_alpha_bar(digit):
+    scheduler = ddpm.NoiseScheduler()
+    explorer = widgets.timestep_explorer(digit, scheduler, step=0, seed=3)
+    first_figure, first_pixels = explorer.figure, _shown_pixels(explorer)
+
+    explorer.controls["step"].value = 999
+    assert explorer.figure is not first_figure
+    alpha_bar = scheduler.alpha_bars[999].item()
+    assert _title(explorer).startswith(f"step 999: ᾱ={alpha_bar:.3f}")
+    # what is drawn is the closed form with the explorer's fixed noise, in display range
+    expected, _ = scheduler.noise_image(digit, 999, noise=explorer.noise)
+    torch.testing.assert_close(_shown_pixels(explorer), data.to_unit_range(expected)[0, 0])
+    assert (_shown_pixels(explorer) - first_pixels).abs().max() > 0.5
+
+    # same noise every time: going back to step 0 redraws the very same picture
+    explorer.controls["step"].value = 0
+    torch.testing.assert_close(_shown_pixels(explorer), first_pixels)
+    assert _title(explorer).startswith("step 0:")
+
+
+# ---------------------------------------------------------------------------- sampling steps
+@pytest.fixture
+def random_dit():
+    """A tiny untrained DiT whose output layer is randomised, so its output depends on x_t and t."""
+    torch.manual_seed(0)
+    model = dit.DiT(dit.preset("tiny")).eval()
+    torch.nn.init.normal_(model.final.linear.weight, std=0.05)
+    return model
+
+
+def test_sampling_steps_explorer_draws_ddim_from_its_fixed_noise(random_dit):
+    scheduler = ddpm.NoiseScheduler()
+    explorer = widgets.sampling_steps_explorer(random_dit, scheduler, prediction="v", num_images=4,
+                                               steps=3, max_steps=20, seed=1)
+    slider = explorer.controls["steps"]
+    assert (slider.min, slider.max, slider.value) == (1, 20, 3)
+    assert explorer.noise.shape == (4, 1, 32, 32)
+    assert _title(explorer).startswith("DDIM 3 steps (NFE 3):")
+    expected = ddpm.sample_ddim(random_dit, scheduler, (4, 1, 32, 32), 3, prediction="v",
+                                generator=torch.Generator().manual_seed(1))  # same seed: same x_T
+    torch.testing.assert_close(_shown_pixels(explorer), plotting.grid(expected))
+
+
+def test_moving_the_steps_slider_redraws_and_returning_is_deterministic(random_dit):
+    scheduler = ddpm.NoiseScheduler()
+    explorer = widgets.sampling_steps_explorer(random_dit, scheduler, prediction="v", num_images=4,
+                                               steps=2, max_steps=20)
+    first_figure, first_pixels = explorer.figure, _shown_pixels(explorer)
+    explorer.controls["steps"].value = 10
+    assert explorer.figure is not first_figure
+    assert _title(explorer).startswith("DDIM 10 steps (NFE 10):")
+    assert (_shown_pixels(explorer) - first_pixels).abs().max() > 1e-3
+    explorer.controls["steps"].value = 2  # DDIM is deterministic: the same picture comes back
+    torch.testing.assert_close(_shown_pixels(explorer), first_pixels)
