@@ -9,6 +9,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.install-stamp
 PORT ?= 8888
 HEADLESS ?=
+# JupyterLab refuses to run as root (containers, cloud shells) unless told it is intended
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
+# the file browser shows the whole repository; the book opens at its first chapter
+LAB_AT_01 := --ServerApp.root_dir=$(CURDIR) --LabApp.default_url=/lab/tree/notebooks/01_noise_scheduler.ipynb
 
 .PHONY: setup data book test lint clean-venv
 
@@ -25,9 +29,9 @@ data: $(STAMP)
 
 book: setup
 ifeq ($(HEADLESS),)
-	$(VENV)/bin/jupyter lab notebooks/01_noise_scheduler.ipynb
+	$(VENV)/bin/jupyter lab $(ALLOW_ROOT) $(LAB_AT_01)
 else
-	$(VENV)/bin/jupyter lab --no-browser --ip=127.0.0.1 --port=$(PORT) notebooks/01_noise_scheduler.ipynb
+	$(VENV)/bin/jupyter lab $(ALLOW_ROOT) $(LAB_AT_01) --no-browser --ip=127.0.0.1 --port=$(PORT)
 endif
 
 test: setup

@@ -222,12 +222,15 @@ def _last(steps):
 
 
 def sample(model, scheduler: NoiseScheduler, shape, labels=None, generator=None, device="cpu",
-           prediction: str = "eps") -> torch.Tensor:
+           prediction: str = "eps", x_T: torch.Tensor | None = None) -> torch.Tensor:
     """All-T-step ancestral DDPM sampling; returns x_0 of ``shape``."""
-    return _last(ddpm_steps(model, scheduler, shape, labels, generator, device, prediction))
+    return _last(ddpm_steps(model, scheduler, shape, labels, generator, device, prediction, x_T))
 
 
 def sample_ddim(model, scheduler: NoiseScheduler, shape, num_steps: int = 50, labels=None, generator=None,
-                device="cpu", prediction: str = "eps") -> torch.Tensor:
-    """DDIM (η = 0) with ``num_steps`` network evaluations; returns x_0 of ``shape``."""
-    return _last(ddim_steps(model, scheduler, shape, num_steps, labels, generator, device, prediction))
+                device="cpu", prediction: str = "eps", x_T: torch.Tensor | None = None) -> torch.Tensor:
+    """DDIM (η = 0) with ``num_steps`` network evaluations; returns x_0 of ``shape``.
+
+    Samples are not clipped to [-1, 1]: the Gaussian tests need the exact result; clamp to display.
+    """
+    return _last(ddim_steps(model, scheduler, shape, num_steps, labels, generator, device, prediction, x_T))

@@ -26,7 +26,7 @@ JUDGE_PATH = config.CHECKPOINT_DIR / "mnist_judge.pt"
 JUDGE_RECIPE = {"epochs": 4, "batch_size": 128, "lr": 2e-3, "seed": 0, "max_shift": 2,
                 "command": "python -m course_lib.evaluation"}
 FEATURE_DIM = 128
-RANGE_SLACK = 0.5  # samples may overshoot [-1, 1] a little; beyond this they are not images in [-1, 1]
+RANGE_SLACK = 1.0  # samples overshoot [-1, 1] a little and are clamped; [0, 255] images are refused
 
 
 class Judge(nn.Module):

@@ -232,12 +232,11 @@ def train(model: nn.Module, loss_fn: LossFn, images: torch.Tensor, labels: torch
                 on_step(result.step, result.losses[-1])
             if result.step >= total:
                 break
-        else:
-            result.epoch += 1
-            if checkpoint_path is not None and result.epoch % cfg.save_freq == 0:
-                write_both(checkpoint_path, snapshot())
-            continue
-        break
+        if start + cfg.batch_size < len(images):  # max_steps ended the run inside an epoch
+            break
+        result.epoch += 1
+        if checkpoint_path is not None and result.epoch % cfg.save_freq == 0:
+            write_both(checkpoint_path, snapshot())
     bar.close()
     if checkpoint_path is not None:
         write_both(checkpoint_path, snapshot())

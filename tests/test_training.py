@@ -28,14 +28,14 @@ def run(cfg, path=None, resume=None, loss_fn=None, data=None):
 
 
 def test_overfitting_one_small_batch_halves_the_loss():
-    """Regressing a fixed target from one batch: the loss must fall by half within 150 steps."""
+    """The DDPM loss on one batch with fixed steps and noise must halve within 150 steps."""
     images, labels = toy_data(16)
 
-    def fixed_target_loss(model, x, y, gen):
-        return (model(x, torch.full((len(x),), 0.5)) - x.flip(-1)).pow(2).mean()
+    def fixed_draws_loss(model, x, y, gen):
+        return ddpm.loss(model, x, None, SCHEDULER, torch.Generator().manual_seed(0), "eps")
 
     cfg = training.TrainConfig(epochs=150, batch_size=16, lr=3e-3, warmup_steps=10)
-    result = run(cfg, loss_fn=fixed_target_loss, data=(images, labels))
+    result = run(cfg, loss_fn=fixed_draws_loss, data=(images, labels))
     first, last = sum(result.losses[:5]) / 5, sum(result.losses[-5:]) / 5
     assert last < 0.5 * first
 
@@ -49,7 +49,8 @@ def test_checkpoint_round_trip_is_exact(tmp_path):
     model = training.load_weights(dit.DiT(dit.DiTConfig(**payload["model_config"])), payload["state_dict"])
     for name, tensor in result.ema.state_dict().items():
         assert torch.equal(model.state_dict()[name], tensor), name
-    assert payload["metadata"]["step"] == 2 and payload["metadata"]["train_config"]["batch_size"] == 32
+    assert payload["metadata"]["step"] == 2 and payload["metadata"]["epoch"] == 1
+    assert payload["metadata"]["train_config"]["batch_size"] == 32
 
 
 def test_resume_continues_the_same_run(tmp_path):
@@ -57,7 +58,7 @@ def test_resume_continues_the_same_run(tmp_path):
     first_half = tmp_path / "half.pt"
     run(training.TrainConfig(epochs=1, batch_size=32, seed=5), first_half)
     resumed = run(training.TrainConfig(epochs=2, batch_size=32, seed=5), resume=first_half)
-    assert resumed.step == straight.step == 4
+    assert resumed.step == straight.step == 4 and resumed.epoch == straight.epoch == 2
     assert resumed.losses == pytest.approx(straight.losses, rel=1e-5)
     for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, msg=name)
