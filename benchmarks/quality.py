@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import markdown_table, record  # noqa: E402
-from course_lib import cli, config, ddpm, evaluation  # noqa: E402
+from course_lib import cli, config, ddpm, evaluation, training  # noqa: E402
 
 HEADER = ["model", "sampler", "NFE", "N", "class acc.", "Fréchet", "floor at N", "confidence",
           "digit share min–max", "images/s", "seconds"]
@@ -34,6 +34,16 @@ def ddpm_sampler(model, scheduler, prediction, name: str, steps: int, device) ->
     return sampler
 
 
+def store_in_checkpoint(path: Path, measured: list[dict]) -> None:
+    """Add the measured rows to the checkpoint's metadata (rewritten atomically)."""
+    payload = training.load_checkpoint(path)
+    quality = payload["metadata"].setdefault("quality", {})
+    for row in measured:
+        quality[f"{row['sampler']}_nfe{row['nfe']}_n{row['n']}"] = {
+            k: row[k] for k in ("frechet", "floor", "confidence", "histogram", "class_accuracy", "images_per_s")}
+    training.save_checkpoint(path, payload)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ckpt", type=Path, help="checkpoint to sample from")
@@ -45,6 +55,8 @@ def main(argv=None) -> None:
     parser.add_argument("--batch_size", type=int, default=250)
     parser.add_argument("--device", default=None)
     parser.add_argument("--no-record", action="store_true", help="print only; do not append to RESULTS.md")
+    parser.add_argument("--into-checkpoint", action="store_true",
+                        help="also store the rows in the checkpoint's metadata under 'quality'")
     args = parser.parse_args(argv)
     if (args.ckpt is None) == (args.stand_in is None):
         parser.error("give exactly one of --ckpt and --stand-in")
@@ -63,14 +75,17 @@ def main(argv=None) -> None:
             sampler = ddpm_sampler(model, scheduler, prediction, args.sampler, s, device)
             settings.append((args.ckpt.name, args.sampler, sampler))
 
-    rows = []
+    rows, measured = [], []
     for model_name, sampler_name, sampler in settings:
         r = evaluation.measure_quality(sampler, args.n, args.batch_size)
+        measured.append({"sampler": sampler_name, **r})
         rows.append([model_name, sampler_name, r["nfe"], r["n"], r["class_accuracy"], r["frechet"], r["floor"],
                      r["confidence"], f"{r['digit_share_min']:.1%}–{r['digit_share_max']:.1%}",
                      r["images_per_s"], r["seconds"]])
         print("  digit shares:", " ".join(f"{d}:{p:.1%}" for d, p in enumerate(r["histogram"])), flush=True)
     table = markdown_table(HEADER, rows)
+    if args.into_checkpoint and args.ckpt is not None:
+        store_in_checkpoint(args.ckpt, measured)
     if args.no_record:
         print(table)
     else:

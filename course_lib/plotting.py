@@ -170,23 +170,24 @@ def patchify_figure(image: torch.Tensor, patch_size: int):
     image = image.detach().float().cpu().reshape(1, -1, *image.shape[-2:])  # (1, C, H, W)
     p, (h, w) = patch_size, image.shape[-2:]
     tokens = patchify(image, p)[0]  # (N, p*p*C)
-    fig = _figure(10.0, 2.9)
-    left, middle, right = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1, 1, 2.6]})
+    fig = _figure(10.0, 3.4)
+    left, middle, right = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1, 1.25, 2.1]})
     _show_image(left, image[0], f"image {h}×{w}")
-    _show_image(middle, image[0], f"{tokens.shape[0]} patches of {p}×{p}")
+    _show_image(middle, image[0], f"{tokens.shape[0]} patches of {p}×{p}, in token order")
     for k in range(1, h // p):
-        middle.axhline(k * p - 0.5, color="tab:orange", lw=0.7)
+        middle.axhline(k * p - 0.5, color="tab:orange", lw=0.6)
     for k in range(1, w // p):
-        middle.axvline(k * p - 0.5, color="tab:orange", lw=0.7)
+        middle.axvline(k * p - 0.5, color="tab:orange", lw=0.6)
     for n in range(tokens.shape[0]):  # token index at the centre of its patch (row-major order)
         row, col = divmod(n, w // p)
         middle.text(col * p + (p - 1) / 2, row * p + (p - 1) / 2, str(n), color="tab:orange",
-                    fontsize=4.5, ha="center", va="center")
+                    fontsize=max(4.0, 9.0 - 0.07 * tokens.shape[0]), ha="center", va="center")
     right.imshow(to_unit_range(tokens.T).numpy(), cmap="gray", vmin=0.0, vmax=1.0,
                  interpolation="nearest", aspect="auto")
-    right.set_title(f"token sequence: {tokens.shape[0]} tokens × {tokens.shape[1]} values", fontsize=8)
+    right.set_title(f"token sequence: {tokens.shape[0]} tokens of {tokens.shape[1]} values", fontsize=8)
     right.set_xlabel("token index n")
-    right.set_ylabel("pixel in patch")
+    right.set_ylabel("value (pixel in the patch)", fontsize=8)
+    right.set_yticks(range(0, tokens.shape[1], max(1, tokens.shape[1] // 4)))
     fig.tight_layout()
     return fig
 
@@ -194,6 +195,7 @@ def patchify_figure(image: torch.Tensor, patch_size: int):
 def heatmaps(panels: dict, xlabel: str = "", ylabel: str = "", cmap: str = "RdBu_r"):
     """One heat map per named (rows, cols) tensor, side by side, on a shared colour range [-1, 1]."""
     fig = _figure(4.2 * len(panels), 2.8)
+    fig.set_layout_engine("constrained")  # room for the shared colour bar
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, (name, matrix) in zip(axes, panels.items(), strict=True):
         shown = ax.imshow(matrix.detach().float().cpu().numpy(), cmap=cmap, vmin=-1, vmax=1,
@@ -286,7 +288,7 @@ def reverse_animation_gif(frames: list[torch.Tensor], nrow: int | None = None, s
     Pixels are enlarged ``scale`` times (nearest neighbour) and rounded to ``levels`` grey levels;
     the last frame is held ``hold_ms``. Show it with ``IPython.display.Image(data=gif, format="gif")``.
     Noise compresses badly, so keep it small: a 4 × 4 grid of 32 × 32 images and ~20 frames stay
-    well under 1 MB.
+    well under 1 MB. Frames identical after rounding are merged into one by PIL.
     """
     import io
 

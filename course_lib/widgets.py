@@ -89,9 +89,8 @@ def sampling_steps_explorer(model, scheduler, prediction: str = "eps", num_image
 
     def draw(steps: int) -> plt.Figure:
         started = time.perf_counter()
-        chain = ddpm.ddim_steps(model, scheduler, noise.shape, steps, device=device, prediction=prediction,
-                                x_T=noise)
-        _, images = list(chain)[-1]  # the last x: the clean estimate after the final step
+        images = ddpm.sample_ddim(model, scheduler, noise.shape, steps, device=device, prediction=prediction,
+                                  x_T=noise)
         seconds = time.perf_counter() - started
         return plotting.compare_grids({f"DDIM {steps} steps (NFE {steps}): {seconds:.2f} s": images}, size=3.5)
 
