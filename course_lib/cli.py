@@ -123,7 +123,7 @@ def run_train(args) -> None:
     result = training.train(model, loss_fn, images, labels, train_cfg, device, kind=args.kind,
                             model_config=model_cfg.to_dict(), checkpoint_path=path, resume=args.resume,
                             metadata=metadata)
-    print(f"trained {result.step} steps in {time.time() - started:.0f} s, "
+    print(f"trained {result.step} steps in {time.time() - started:.1f} s, "
           f"last-100 loss {sum(result.losses[-100:]) / len(result.losses[-100:]):.4f}; wrote {path}")
 
 
