@@ -117,7 +117,7 @@ def timestep_figure(x_t: torch.Tensor, scheduler, step: int):
     snr = scheduler.snr()[step].item()
     fig = _figure(6.0, 2.6)
     left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.6]})
-    _show_image(left, x_t, f"step {step}: ᾱ={alpha_bar:.3f}, SNR={snr:.3g}")
+    _show_image(left, x_t, f"step {step}: ᾱ={alpha_bar:.3g}, SNR={snr:.3g}")
     steps = torch.arange(scheduler.num_steps)
     right.plot(steps, scheduler.alpha_bars.cpu(), label="ᾱ")
     right.plot(steps, (1.0 - scheduler.alpha_bars).cpu(), label="1 - ᾱ")
