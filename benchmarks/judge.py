@@ -14,7 +14,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import markdown_table, record  # noqa: E402
-from course_lib import config, data, evaluation  # noqa: E402
+from course_lib import config, data, evaluation, training  # noqa: E402
 
 
 def main(argv=None) -> None:
@@ -26,7 +26,7 @@ def main(argv=None) -> None:
     started = time.perf_counter()
     accuracy = evaluation.class_accuracy(images, labels)
     seconds = time.perf_counter() - started
-    meta = torch.load(evaluation.JUDGE_PATH, weights_only=True)["metadata"]
+    meta = training.load_checkpoint(evaluation.JUDGE_PATH, kind="judge")["metadata"]
     rows = [["test accuracy (10,000 images)", f"{accuracy:.4f}", f"{seconds:.1f} s"]]
     for n in args.n:
         started = time.perf_counter()

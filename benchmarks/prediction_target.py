@@ -17,6 +17,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import markdown_table, record  # noqa: E402
+from benchmarks.quality import ddpm_sampler  # noqa: E402
 from course_lib import config, data, ddpm, dit, evaluation, plotting, training  # noqa: E402
 
 
@@ -29,6 +30,8 @@ def main(argv=None) -> None:
     parser.add_argument("--ddim_steps", type=int, default=50)
     parser.add_argument("--grids", type=Path, default=None, help="folder for a sample grid per target")
     args = parser.parse_args(argv)
+    if args.grids is not None:
+        args.grids.mkdir(parents=True, exist_ok=True)  # before training, so a bad path costs nothing
     config.configure_threads()
     device = config.default_device()
     images, labels = data.load_mnist(train=True, limit=60_000)
@@ -44,11 +47,7 @@ def main(argv=None) -> None:
                                 progress=False)
         seconds = time.perf_counter() - started
 
-        def sampler(n, generator, ema=result.ema, prediction=prediction):
-            x = ddpm.sample_ddim(ema, scheduler, (n, 1, 32, 32), args.ddim_steps, generator=generator,
-                                 device=device, prediction=prediction)
-            return x, None, args.ddim_steps
-
+        sampler = ddpm_sampler(result.ema, scheduler, prediction, "ddim", args.ddim_steps, device)
         r = evaluation.measure_quality(sampler, args.n)
         if args.grids is not None:
             x, _, _ = sampler(64, torch.Generator().manual_seed(0))

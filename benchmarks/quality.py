@@ -34,9 +34,9 @@ def ddpm_sampler(model, scheduler, prediction, name: str, steps: int, device) ->
     return sampler
 
 
-def store_in_checkpoint(path: Path, measured: list[dict]) -> None:
+def store_in_checkpoint(path: Path, kind: str, measured: list[dict]) -> None:
     """Add the measured rows to the checkpoint's metadata (rewritten atomically)."""
-    payload = training.load_checkpoint(path)
+    payload = training.load_checkpoint(path, kind=kind)
     quality = payload["metadata"].setdefault("quality", {})
     for row in measured:
         quality[f"{row['sampler']}_nfe{row['nfe']}_n{row['n']}"] = {
@@ -60,6 +60,8 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if (args.ckpt is None) == (args.stand_in is None):
         parser.error("give exactly one of --ckpt and --stand-in")
+    if args.into_checkpoint and args.ckpt is None:
+        parser.error("--into-checkpoint needs --ckpt")
     config.configure_threads()
     device = cli.resolve_device(args.device)
 
@@ -84,8 +86,8 @@ def main(argv=None) -> None:
                      r["images_per_s"], r["seconds"]])
         print("  digit shares:", " ".join(f"{d}:{p:.1%}" for d, p in enumerate(r["histogram"])), flush=True)
     table = markdown_table(HEADER, rows)
-    if args.into_checkpoint and args.ckpt is not None:
-        store_in_checkpoint(args.ckpt, measured)
+    if args.into_checkpoint:
+        store_in_checkpoint(args.ckpt, args.kind, measured)
     if args.no_record:
         print(table)
     else:

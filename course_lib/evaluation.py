@@ -62,7 +62,8 @@ def check_images(images: torch.Tensor) -> torch.Tensor:
     low, high = images.min().item(), images.max().item()
     if low < -1 - RANGE_SLACK or high > 1 + RANGE_SLACK:
         raise ValueError(f"images must be in [-1, 1] (the book's convention), got values in "
-                         f"[{low:.3g}, {high:.3g}]; map [0, 1] images with x * 2 - 1")
+                         f"[{low:.3g}, {high:.3g}]; map [0, 255] images with x / 127.5 - 1 "
+                         f"and [0, 1] images with x * 2 - 1")
     images = images.float().clamp(-1, 1)
     if images.shape[-2:] != (32, 32):
         images = F.interpolate(images, size=(32, 32), mode="bilinear", align_corners=False)

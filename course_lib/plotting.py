@@ -99,15 +99,6 @@ def noising_grid(images: torch.Tensor, scheduler, steps, noise: torch.Tensor | N
     return _image_table(rows, [f"step {step}" for step in steps])
 
 
-def noisy_image(x_t: torch.Tensor, title: str = "", size: float = 2.5):
-    """One image (1, H, W) or (1, 1, H, W) in [-1, 1], with a title."""
-    fig = _figure(size, size)
-    ax = fig.subplots()
-    _show_image(ax, x_t, title)
-    fig.tight_layout()
-    return fig
-
-
 def timestep_figure(x_t: torch.Tensor, scheduler, step: int):
     """x_t at ``step`` beside ᾱ and SNR over all steps, with the chosen step marked.
 

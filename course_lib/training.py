@@ -182,6 +182,11 @@ def train(model: nn.Module, loss_fn: LossFn, images: torch.Tensor, labels: torch
             raise CheckpointError(f"cannot resume: {resume} was trained with {state['model_config']}, "
                                   f"this model is {model_config}")
         training = state["training"]
+        if training["step"] != training["epoch"] * steps_per_epoch:
+            raise CheckpointError(
+                f"cannot resume: {resume} stopped inside epoch {training['epoch'] + 1} (step {training['step']}, "
+                f"by max_steps or a different data size), and only a run saved at the end of an epoch "
+                f"continues exactly; start a new run or resume from an end-of-epoch checkpoint")
         load_weights(model, training["model"], str(resume))
         optimizer.load_state_dict(training["optimizer"])
         schedule.load_state_dict(training["lr_schedule"])
@@ -205,6 +210,7 @@ def train(model: nn.Module, loss_fn: LossFn, images: torch.Tensor, labels: torch
     bar = tqdm(total=total, initial=min(result.step, total), disable=config.QUIET or not progress,
                desc=f"train {kind}", leave=False)
     model.train()
+    saved_at_step = None  # the final write is skipped when the last epoch's checkpoint already holds it
     while result.epoch < cfg.epochs and result.step < total:
         order = torch.randperm(len(images), generator=generator)
         for start in range(0, len(images), cfg.batch_size):
@@ -237,8 +243,9 @@ def train(model: nn.Module, loss_fn: LossFn, images: torch.Tensor, labels: torch
         result.epoch += 1
         if checkpoint_path is not None and result.epoch % cfg.save_freq == 0:
             write_both(checkpoint_path, snapshot())
+            saved_at_step = result.step
     bar.close()
-    if checkpoint_path is not None:
+    if checkpoint_path is not None and saved_at_step != result.step:
         write_both(checkpoint_path, snapshot())
     model.eval()
     result.ema.eval()

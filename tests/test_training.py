@@ -120,6 +120,15 @@ def test_bad_checkpoints_are_refused_with_a_reason(tmp_path):
         training.load_weights(bigger, payload["state_dict"])
 
 
+def test_max_steps_inside_an_epoch_counts_whole_epochs_and_cannot_be_resumed(tmp_path):
+    path = tmp_path / "partial.pt"
+    result = run(training.TrainConfig(epochs=2, batch_size=32, max_steps=3), path)  # 2 steps per epoch
+    assert result.step == 3 and result.epoch == 1
+    assert training.load_checkpoint(path)["metadata"]["step"] == 3
+    with pytest.raises(training.CheckpointError, match="stopped inside epoch 2"):
+        run(training.TrainConfig(epochs=3, batch_size=32), resume=path)
+
+
 def test_resume_refuses_a_different_model(tmp_path):
     path = tmp_path / "ckpt.pt"
     run(training.TrainConfig(epochs=1, batch_size=32), path)
