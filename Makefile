@@ -12,7 +12,7 @@ HEADLESS ?=
 # JupyterLab refuses to run as root (containers, cloud shells) unless told it is intended
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 # the file browser shows the whole repository; the book opens at its first chapter
-LAB_AT_01 := --ServerApp.root_dir=$(CURDIR) --LabApp.default_url=/lab/tree/notebooks/01_noise_scheduler.ipynb
+LAB_AT_01 := --ServerApp.root_dir="$(CURDIR)" --LabApp.default_url=/lab/tree/notebooks/01_noise_scheduler.ipynb
 
 .PHONY: setup data book test lint clean-venv
 
