@@ -1,14 +1,19 @@
-"""Command line mirroring the original scripts.
+"""Command line mirroring the original scripts, for the three model kinds of the book.
 
-    python -m course_lib train ddpm --epochs 12 --save_dir runs
-    python -m course_lib infer ddpm --ckpt checkpoints/ddpm_uncond.pt --output samples.jpg
+    python -m course_lib train ddpm --epochs 12 --save_dir runs          # unconditional DDPM
+    python -m course_lib train cfg  --epochs 12 --save_dir runs          # class-conditional DDPM with CFG
+    python -m course_lib train flow --epochs 12 --save_dir runs          # class-conditional rectified flow
+    python -m course_lib infer cfg  --ckpt checkpoints/ddpm_cfg.pt --output four.jpg --label 4
 
-Bad options end in one message and exit status 2, before anything is written.
+Every failure is one line on stderr and exit status 2, found before any training, sampling or
+writing starts: options, paths, devices, checkpoints and resume compatibility are checked first.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -17,49 +22,108 @@ import torch
 
 from . import config
 
-KINDS = ("ddpm",)
-CHECKPOINT_NAMES = {"ddpm": "ddpm_uncond.pt"}
+KINDS = ("ddpm", "cfg", "flow")
+CHECKPOINT_NAMES = {"ddpm": "ddpm_uncond.pt", "cfg": "ddpm_cfg.pt", "flow": "flow_cfg.pt"}
+CONDITIONAL = ("cfg", "flow")
+SAMPLERS = {"ddpm": ("ddpm", "ddim"), "cfg": ("ddpm", "ddim"), "flow": ("euler", "heun", "midpoint", "sde")}
+DEFAULT_STEPS = {"ddim": 50, "euler": 8, "heun": 4, "midpoint": 4, "sde": 32}
+MAX_GUIDANCE = 20.0  # far past any useful scale: beyond it samples saturate to blobs
+MAX_GAMMA = 10.0
+SEED_LIMIT = 2**32  # torch.Generator.manual_seed and numpy accept seeds in [0, 2**32)
+# what --resume must agree on, besides the model config: the run's data, objective and optimiser
+RESUME_TRAIN_FIELDS = ("batch_size", "lr", "seed", "lr_decay_step", "lr_decay_rate", "warmup_steps",
+                       "grad_clip", "ema_decay", "weight_decay")
+RESUME_META_FIELDS = ("prediction", "schedule", "num_steps", "limit", "p_uncond", "time_sampling")
 
 
 class UsageError(Exception):
     """Raised for bad options; reported as one line with exit status 2."""
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse prints the whole usage before an error; the book's promise is one line."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
     return value
 
 
 def positive_float(text: str) -> float:
-    value = float(text)
+    value = finite_float(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {value}")
     return value
 
 
+def finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
+
+
+def seed_value(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+    if not 0 <= value < SEED_LIMIT:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 2**32), got {value}")
+    return value
+
+
+def digit(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a digit 0-9, got {text!r}") from None
+    if not 0 <= value <= 9:
+        raise argparse.ArgumentTypeError(f"must be a digit 0-9, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from . import dit
+
     fmt = argparse.ArgumentDefaultsHelpFormatter
-    parser = argparse.ArgumentParser(prog="python -m course_lib", description=__doc__, formatter_class=fmt)
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = OneLineParser(prog="python -m course_lib", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     train = commands.add_parser("train", help="train a model", formatter_class=fmt)
     train.add_argument("kind", choices=KINDS)
     train.add_argument("--img_size", type=positive_int, default=32, help="Image size")
     train.add_argument("--channels", type=positive_int, default=1, help="Number of image channels")
-    train.add_argument("--patch_size", type=positive_int, default=4, help="Patch size for DiT")
-    train.add_argument("--preset", choices=("tiny", "small"), default="small", help="DiT size")
+    train.add_argument("--patch_size", type=positive_int, default=None, help="Patch size for DiT (default: the preset's)")
+    train.add_argument("--preset", choices=sorted(dit.PRESETS), default="book", help="DiT size")
     train.add_argument("--epochs", type=positive_int, default=12, help="Number of training epochs")
     train.add_argument("--batch_size", type=positive_int, default=128, help="Training batch size")
     train.add_argument("--lr", type=positive_float, default=1e-3, help="Learning rate")
-    train.add_argument("--seed", type=int, default=0, help="Random seed for reproducibility")
+    train.add_argument("--seed", type=seed_value, default=0, help="Random seed for reproducibility")
     train.add_argument("--save_dir", type=Path, default=Path("runs"), help="Directory to save model checkpoints")
     train.add_argument("--save_freq", type=positive_int, default=1, help="Save model every N epochs")
     train.add_argument("--lr_decay_step", type=int, default=4, help="LR decay step size in epochs (0: never)")
     train.add_argument("--lr_decay_rate", type=positive_float, default=0.5, help="LR decay rate")
-    train.add_argument("--prediction", choices=("eps", "v"), default="v",
-                       help="what the DDPM network predicts (converted to noise for sampling)")
+    train.add_argument("--ema_decay", type=positive_float, default=0.999, help="EMA decay of the sampled weights")
+    train.add_argument("--prediction", choices=("eps", "v"), default=None,
+                       help="ddpm/cfg: what the network predicts (converted to noise for sampling) [v]")
+    train.add_argument("--schedule", choices=("linear", "cosine"), default=None, help="ddpm/cfg: β schedule [linear]")
+    train.add_argument("--p_uncond", type=finite_float, default=None,
+                       help="cfg/flow: probability of dropping the label in training [0.1]")
+    train.add_argument("--time_sampling", choices=("uniform", "logit_normal"), default=None,
+                       help="flow: how training times are drawn [uniform]")
     train.add_argument("--max_steps", type=positive_int, default=None, help="stop after this many steps")
     train.add_argument("--limit", type=positive_int, default=None, help="train on the first N images only")
     train.add_argument("--resume", type=Path, default=None, help="checkpoint to continue from")
@@ -69,14 +133,22 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument("kind", choices=KINDS)
     infer.add_argument("--ckpt", type=Path, required=True, help="checkpoint to sample from")
     infer.add_argument("--output", type=Path, required=True, help="image file to write (.jpg or .png)")
+    infer.add_argument("--label", type=digit, default=None,
+                       help="cfg/flow: the digit to draw (default: the grid cycles through 0-9)")
+    infer.add_argument("--guidance_scale", type=finite_float, default=None,
+                       help="cfg/flow: 0 unconditional, 1 conditional, >1 guided (default: the checkpoint's)")
     infer.add_argument("--num_images", type=positive_int, default=64, help="how many images in the grid")
-    infer.add_argument("--sampler", choices=("ddpm", "ddim"), default="ddim", help="reverse process")
-    infer.add_argument("--steps", type=positive_int, default=50, help="DDIM steps (DDPM always uses all T)")
-    infer.add_argument("--seed", type=int, default=0, help="Random seed for reproducibility")
+    infer.add_argument("--sampler", default=None,
+                       help="ddpm/cfg: ddpm or ddim [ddim]; flow: euler, heun, midpoint or sde [heun]")
+    infer.add_argument("--steps", type=positive_int, default=None,
+                       help="sampler steps (ddim 50, euler 8, heun 4, midpoint 4, sde 32); ddpm always uses all T")
+    infer.add_argument("--gamma", type=finite_float, default=None, help="flow sde: noise level γ in σ(t)² = γ·t [1]")
+    infer.add_argument("--seed", type=seed_value, default=0, help="Random seed for reproducibility")
     infer.add_argument("--device", default=None, help="cpu, cuda ... (default: cuda if available)")
     return parser
 
 
+# ---------------------------------------------------------------------------- checks shared by both commands
 def resolve_device(name: str | None) -> torch.device:
     if name is None:
         return config.default_device()
@@ -84,74 +156,225 @@ def resolve_device(name: str | None) -> torch.device:
         device = torch.device(name)
     except RuntimeError as error:
         raise UsageError(f"--device {name!r} is not a device ({error})") from error
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"--device {name} asked for CUDA, which is not available here")
+    if device.type not in ("cpu", "cuda"):
+        raise UsageError(f"--device {name}: the book runs on cpu or cuda, not {device.type}")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {name} asked for CUDA, which is not available here")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UsageError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here")
     return device
 
 
-def run_train(args) -> None:
-    from . import data, ddpm, dit, training
+def nearest_existing(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists():
+        path = path.parent
+    return path
 
+
+def check_writable_dir(path: Path, option: str) -> None:
+    """``path`` must be a directory we can create or write into; nothing is created here."""
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{option} {path}: exists and is not a directory")
+    existing = nearest_existing(path)
+    if not existing.is_dir():
+        raise UsageError(f"{option} {path}: {existing} is a file, so the directory cannot be made")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"{option} {path}: {existing} is not writable")
+
+
+def forbid(args, kind_ok: tuple[str, ...], *names: str) -> None:
+    for name in names:
+        if getattr(args, name) is not None and args.kind not in kind_ok:
+            raise UsageError(f"--{name} applies to {'/'.join(kind_ok)} models, not {args.kind}")
+
+
+# ---------------------------------------------------------------------------- train
+def run_train(args) -> None:
+    from . import data, ddpm, dit, flow, guidance, training
+
+    forbid(args, ("ddpm", "cfg"), "prediction", "schedule")
+    forbid(args, CONDITIONAL, "p_uncond")
+    forbid(args, ("flow",), "time_sampling")
     if args.channels != 1:
         raise UsageError(f"--channels {args.channels}: MNIST has 1 channel")
+    if args.p_uncond is not None and not 0 <= args.p_uncond < 1:
+        raise UsageError(f"--p_uncond {args.p_uncond}: must lie in [0, 1)")
+    overrides = dict(img_size=args.img_size, channels=args.channels, cross_attention=args.kind in CONDITIONAL)
+    if args.patch_size is not None:
+        overrides["patch_size"] = args.patch_size
     try:
-        model_cfg = dit.preset(args.preset, img_size=args.img_size, channels=args.channels,
-                               patch_size=args.patch_size)
+        model_cfg = dit.preset(args.preset, **overrides)
         train_cfg = training.TrainConfig(
             epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
             save_freq=args.save_freq, lr_decay_step=args.lr_decay_step, lr_decay_rate=args.lr_decay_rate,
-            max_steps=args.max_steps)
+            ema_decay=args.ema_decay, max_steps=args.max_steps)
     except ValueError as error:
         raise UsageError(str(error)) from error
-    if args.resume is not None and not args.resume.is_file():
-        raise UsageError(f"--resume {args.resume}: no such checkpoint")
+    if not 0 < args.ema_decay < 1:
+        raise UsageError(f"--ema_decay {args.ema_decay}: must lie in (0, 1)")
+    check_writable_dir(args.save_dir, "--save_dir")
     device = resolve_device(args.device)
+
+    settings = {"limit": args.limit}
+    if args.kind in ("ddpm", "cfg"):
+        settings.update(prediction=args.prediction or "v", schedule=args.schedule or "linear", num_steps=1000)
+    if args.kind in CONDITIONAL:
+        settings["p_uncond"] = guidance.P_UNCOND if args.p_uncond is None else args.p_uncond
+    if args.kind == "flow":
+        settings["time_sampling"] = args.time_sampling or "uniform"
+    num_images = min(args.limit or 60_000, 60_000)
+    if args.resume is not None:
+        check_resume(args.resume, args.kind, model_cfg.to_dict(), train_cfg, settings, num_images)
+
     config.configure_threads()
-    images, labels = data.load_mnist(train=True, size=args.img_size, limit=args.limit)
-    scheduler = ddpm.NoiseScheduler(device=device)
+    try:
+        images, labels = data.load_mnist(train=True, size=args.img_size, limit=args.limit)
+    except data.MNISTUnavailable as error:
+        raise UsageError(str(error).replace("\n", " ")) from error
     training.seed_everything(args.seed)  # the initial weights depend on --seed too
     model = dit.DiT(model_cfg)
 
-    def loss_fn(model, x, y, generator):
-        return ddpm.loss(model, x, None, scheduler, generator, args.prediction)
+    if args.kind == "flow":
+        def loss_fn(model, x, y, generator):
+            return flow.loss(model, x, guidance.drop_labels(y, settings["p_uncond"], generator), generator,
+                             settings["time_sampling"])
+    else:
+        scheduler = ddpm.NoiseScheduler(num_steps=settings["num_steps"], schedule=settings["schedule"], device=device)
+
+        def loss_fn(model, x, y, generator):
+            y = guidance.drop_labels(y, settings["p_uncond"], generator) if args.kind == "cfg" else None
+            return ddpm.loss(model, x, y, scheduler, generator, settings["prediction"])
 
     path = args.save_dir / CHECKPOINT_NAMES[args.kind]
-    recipe = " ".join(["python -m course_lib"] + sys.argv[1:])
-    metadata = {"recipe": recipe, "prediction": args.prediction, "schedule": "linear",
-                "num_steps": scheduler.num_steps, "seed": args.seed, "images": len(images)}
+    recipe = " ".join(["python -m course_lib", *args.argv])
+    metadata = {"recipe": recipe, "preset": args.preset, "seed": args.seed, "images": len(images), **settings}
     started = time.time()
-    result = training.train(model, loss_fn, images, labels, train_cfg, device, kind=args.kind,
-                            model_config=model_cfg.to_dict(), checkpoint_path=path, resume=args.resume,
-                            metadata=metadata)
+    try:
+        result = training.train(model, loss_fn, images, labels, train_cfg, device, kind=args.kind,
+                                model_config=model_cfg.to_dict(), checkpoint_path=path, resume=args.resume,
+                                metadata=metadata)
+    except training.TrainingDiverged as error:
+        raise UsageError(str(error)) from error
     print(f"trained {result.step} steps in {time.time() - started:.1f} s, "
-          f"last-100 loss {sum(result.losses[-100:]) / len(result.losses[-100:]):.4f}; wrote {path}")
+          f"last-100 loss {sum(result.losses[-100:]) / max(1, len(result.losses[-100:])):.4f}; wrote {path}")
 
 
+def check_resume(path: Path, kind: str, model_config: dict, train_cfg, settings: dict, num_images: int) -> None:
+    """Refuse, before any work, a resume that cannot continue the same run exactly."""
+    from . import training
+
+    try:
+        state = training.load_checkpoint(training.resume_path(path) if training.resume_path(path).is_file()
+                                         else path, kind=kind)
+    except training.CheckpointError as error:
+        raise UsageError(f"--resume: {error}") from error
+    if "training" not in state:
+        raise UsageError(f"--resume {path}: holds weights only; resuming needs its .resume.pt companion")
+    differ = [f"{k} {state['model_config'].get(k)!r} -> {v!r}" for k, v in model_config.items()
+              if state["model_config"].get(k) != v]
+    saved_train = state["metadata"].get("train_config", {})
+    differ += [f"{k} {saved_train.get(k)!r} -> {getattr(train_cfg, k)!r}" for k in RESUME_TRAIN_FIELDS
+               if saved_train.get(k) != getattr(train_cfg, k)]
+    differ += [f"{k} {state['metadata'].get(k)!r} -> {settings.get(k)!r}" for k in RESUME_META_FIELDS
+               if state["metadata"].get(k) != settings.get(k)]
+    if differ:
+        raise UsageError(f"--resume {path}: this run would differ from the saved one in " + ", ".join(differ)
+                         + "; give the same options or start a new run")
+    training_state = state["training"]
+    steps_per_epoch = -(-num_images // train_cfg.batch_size)
+    if training_state["step"] != training_state["epoch"] * steps_per_epoch:
+        raise UsageError(f"--resume {path}: the run stopped inside epoch {training_state['epoch'] + 1} "
+                         f"(step {training_state['step']}), and only an end-of-epoch checkpoint continues exactly")
+    if training_state["epoch"] >= train_cfg.epochs:
+        raise UsageError(f"--resume {path}: the run already finished {training_state['epoch']} epochs; "
+                         f"ask for more with --epochs")
+
+
+# ---------------------------------------------------------------------------- infer
 def run_infer(args) -> None:
-    from . import ddpm, plotting, training
+    from . import ddpm, flow, plotting, training
 
+    sampler = args.sampler or ("heun" if args.kind == "flow" else "ddim")
+    if sampler not in SAMPLERS[args.kind]:
+        raise UsageError(f"--sampler {sampler}: {args.kind} models sample with {', '.join(SAMPLERS[args.kind])}")
+    forbid(args, CONDITIONAL, "label", "guidance_scale")
+    if args.gamma is not None and sampler != "sde":
+        raise UsageError("--gamma sets the noise of --sampler sde only")
+    if sampler == "ddpm" and args.steps is not None:
+        raise UsageError("--steps does not apply to --sampler ddpm, which always takes all 1000 steps; use ddim")
+    if args.guidance_scale is not None and not 0 <= args.guidance_scale <= MAX_GUIDANCE:
+        raise UsageError(f"--guidance_scale {args.guidance_scale}: must lie in [0, {MAX_GUIDANCE:g}] "
+                         f"(0 unconditional, 1 conditional, 2-5 typical)")
+    gamma = 1.0 if args.gamma is None else args.gamma
+    if not 0 <= gamma <= MAX_GAMMA:
+        raise UsageError(f"--gamma {gamma}: must lie in [0, {MAX_GAMMA:g}]")
     if args.output.suffix.lower() not in (".jpg", ".jpeg", ".png"):
         raise UsageError(f"--output {args.output}: use a .jpg or .png file name")
+    if args.output.is_dir():
+        raise UsageError(f"--output {args.output}: is a directory; name an image file")
     if not args.output.parent.is_dir():
         raise UsageError(f"--output {args.output}: directory {args.output.parent} does not exist")
+    if not os.access(args.output.parent, os.W_OK):
+        raise UsageError(f"--output {args.output}: directory {args.output.parent} is not writable")
     device = resolve_device(args.device)
     try:
         model, payload = load_model(args.ckpt, args.kind, device)
+        settings = sampling_settings(payload, args.ckpt)
     except training.CheckpointError as error:
         raise UsageError(str(error)) from error
+    steps = args.steps or DEFAULT_STEPS.get(sampler)
+    if sampler == "ddim" and steps > settings["num_steps"]:
+        raise UsageError(f"--steps {steps}: DDIM takes at most the scheduler's {settings['num_steps']} steps")
+
     config.configure_threads()
-    scheduler = ddpm.NoiseScheduler(device=device)
-    prediction = payload["metadata"].get("prediction", "eps")
     generator = torch.Generator().manual_seed(args.seed)
-    shape = (args.num_images, model.cfg.channels, model.cfg.img_size, model.cfg.img_size)
+    n = args.num_images
+    shape = (n, model.cfg.channels, model.cfg.img_size, model.cfg.img_size)
+    labels, scale = None, None
+    if args.kind in CONDITIONAL:
+        labels = (torch.full((n,), args.label) if args.label is not None else torch.arange(n) % 10).to(device)
+        scale = args.guidance_scale if args.guidance_scale is not None else settings["guidance_scale"]
     started = time.time()
-    if args.sampler == "ddpm":
-        images = ddpm.sample(model, scheduler, shape, generator=generator, device=device, prediction=prediction)
+    if args.kind == "flow":
+        if sampler == "sde":
+            images = flow.sample_sde(model, shape, steps, gamma, labels, scale, generator, device)
+        else:
+            images = flow.sample_ode(model, shape, steps, sampler, labels, scale, generator, device)
     else:
-        images = ddpm.sample_ddim(model, scheduler, shape, args.steps, generator=generator, device=device,
-                                  prediction=prediction)
+        scheduler = ddpm.NoiseScheduler(num_steps=settings["num_steps"], schedule=settings["schedule"],
+                                        device=device)
+        common = dict(labels=labels, generator=generator, device=device, prediction=settings["prediction"],
+                      guidance_scale=scale)
+        if sampler == "ddpm":
+            images = ddpm.sample(model, scheduler, shape, **common)
+        else:
+            images = ddpm.sample_ddim(model, scheduler, shape, steps, **common)
     plotting.save_grid(images, args.output)
-    print(f"wrote {args.num_images} images to {args.output} in {time.time() - started:.1f} s")
+    what = f" of digit {args.label}" if args.label is not None else ""
+    print(f"wrote {n} images{what} to {args.output} in {time.time() - started:.1f} s "
+          f"({sampler}{'' if sampler == 'ddpm' else f', {steps} steps'}"
+          f"{'' if scale is None else f', guidance {scale:g}'})")
+
+
+def sampling_settings(payload: dict, path) -> dict:
+    """What sampling needs from the checkpoint's metadata; a missing field is an error, not a default."""
+    from . import ddpm, training
+
+    meta = payload.get("metadata")
+    if not isinstance(meta, dict):
+        raise training.CheckpointError(f"{path} has no metadata, so how it was trained is unknown")
+    kind = payload["kind"]
+    needed = {"ddpm": ("prediction", "schedule", "num_steps"), "cfg": ("prediction", "schedule", "num_steps"),
+              "flow": ()}[kind]
+    missing = [k for k in needed if k not in meta]
+    if missing:
+        raise training.CheckpointError(f"{path}: its metadata lacks {', '.join(missing)}, needed to sample")
+    if kind != "flow" and meta["prediction"] not in ddpm.PREDICTIONS:
+        raise training.CheckpointError(f"{path}: unknown prediction type {meta['prediction']!r} "
+                                       f"(expected one of {ddpm.PREDICTIONS})")
+    return {**{k: meta[k] for k in needed}, "guidance_scale": meta.get("guidance_scale", 2.0)}
 
 
 def load_model(path: Path, kind: str, device: torch.device):
@@ -163,17 +386,26 @@ def load_model(path: Path, kind: str, device: torch.device):
         cfg = dit.DiTConfig(**payload["model_config"])
     except (TypeError, ValueError) as error:
         raise training.CheckpointError(f"{path} has an invalid model config: {error}") from error
+    if (kind in CONDITIONAL) != cfg.cross_attention:
+        raise training.CheckpointError(f"{path}: a {kind} model must {'' if kind in CONDITIONAL else 'not '}"
+                                       f"use cross-attention, but its config says cross_attention={cfg.cross_attention}")
     model = training.load_weights(dit.DiT(cfg), payload["state_dict"], str(path))
     return model.to(device).eval(), payload
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    if Path(sys.argv[0]).name == "simplest-diffusion":  # the console script
+        parser.prog = "simplest-diffusion"
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    args.argv = argv
     try:
         (run_train if args.command == "train" else run_infer)(args)
     except UsageError as error:
         parser.exit(2, f"{parser.prog} {args.command}: error: {error}\n")
+    except KeyboardInterrupt:
+        parser.exit(130, f"{parser.prog} {args.command}: interrupted\n")
     return 0
 
 

@@ -182,9 +182,19 @@ def _randn(shape, generator: torch.Generator | None, device) -> torch.Tensor:
     return torch.randn(shape, generator=generator, device=where).to(device)
 
 
+def _with_guidance(model, guidance_scale):
+    from . import guidance  # guidance imports nothing from here; the late import keeps modules flat
+
+    return model if guidance_scale is None else guidance.guided(model, guidance_scale)
+
+
 def ddpm_steps(model, scheduler: NoiseScheduler, shape, labels=None, generator=None, device="cpu",
-               prediction: str = "eps", x_T: torch.Tensor | None = None):
-    """Ancestral sampling over all T steps; yields ``(step, x_{step-1})`` after each reverse step."""
+               prediction: str = "eps", x_T: torch.Tensor | None = None, guidance_scale: float | None = None):
+    """Ancestral sampling over all T steps; yields ``(step, x_{step-1})`` after each reverse step.
+
+    With ``guidance_scale`` (and ``labels``), the network's output is classifier-free guided.
+    """
+    model = _with_guidance(model, guidance_scale)
     x = _randn(shape, generator, device) if x_T is None else x_T.to(device)  # (B, C, H, W)
     for step in reversed(range(scheduler.num_steps)):
         steps = torch.full((shape[0],), step, device=device, dtype=torch.long)  # (B,)
@@ -196,8 +206,10 @@ def ddpm_steps(model, scheduler: NoiseScheduler, shape, labels=None, generator=N
 
 
 def ddim_steps(model, scheduler: NoiseScheduler, shape, num_steps: int = 50, labels=None, generator=None,
-               device="cpu", prediction: str = "eps", x_T: torch.Tensor | None = None):
+               device="cpu", prediction: str = "eps", x_T: torch.Tensor | None = None,
+               guidance_scale: float | None = None):
     """Deterministic DDIM (η = 0) over ``num_steps`` evenly spaced steps; yields ``(step, x)``."""
+    model = _with_guidance(model, guidance_scale)
     if not 1 <= num_steps <= scheduler.num_steps:
         raise ValueError(f"num_steps must lie in [1, {scheduler.num_steps}], got {num_steps}")
     x = _randn(shape, generator, device) if x_T is None else x_T.to(device)  # (B, C, H, W)
@@ -222,15 +234,18 @@ def _last(steps):
 
 
 def sample(model, scheduler: NoiseScheduler, shape, labels=None, generator=None, device="cpu",
-           prediction: str = "eps", x_T: torch.Tensor | None = None) -> torch.Tensor:
+           prediction: str = "eps", x_T: torch.Tensor | None = None,
+           guidance_scale: float | None = None) -> torch.Tensor:
     """All-T-step ancestral DDPM sampling; returns x_0 of ``shape``."""
-    return _last(ddpm_steps(model, scheduler, shape, labels, generator, device, prediction, x_T))
+    return _last(ddpm_steps(model, scheduler, shape, labels, generator, device, prediction, x_T, guidance_scale))
 
 
 def sample_ddim(model, scheduler: NoiseScheduler, shape, num_steps: int = 50, labels=None, generator=None,
-                device="cpu", prediction: str = "eps", x_T: torch.Tensor | None = None) -> torch.Tensor:
+                device="cpu", prediction: str = "eps", x_T: torch.Tensor | None = None,
+                guidance_scale: float | None = None) -> torch.Tensor:
     """DDIM (η = 0) with ``num_steps`` network evaluations; returns x_0 of ``shape``.
 
     Samples are not clipped to [-1, 1]: the Gaussian tests need the exact result; clamp to display.
     """
-    return _last(ddim_steps(model, scheduler, shape, num_steps, labels, generator, device, prediction, x_T))
+    return _last(ddim_steps(model, scheduler, shape, num_steps, labels, generator, device, prediction, x_T,
+                            guidance_scale))

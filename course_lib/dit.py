@@ -31,6 +31,8 @@ class DiTConfig:
     mlp_ratio: float = 4.0
     cross_attention: bool = False
     cond_tokens: int = 4  # condition tokens per label; >= 2 so attention has something to choose
+    skip: bool = False  # U-ViT long skips: block i feeds block depth-1-i (Bao et al. 2023)
+    conv_head: bool = False  # a 3x3 convolution after unpatchify, so patch borders can blend
 
     def __post_init__(self):
         for name in ("img_size", "channels", "patch_size", "dim", "depth", "heads"):
@@ -42,6 +44,8 @@ class DiTConfig:
             raise ValueError(f"dim {self.dim} must split into {self.heads} heads of even size")
         if self.cross_attention and self.cond_tokens < 2:
             raise ValueError("cross-attention needs at least 2 condition tokens (one key makes softmax 1)")
+        if self.skip and self.depth % 2:
+            raise ValueError(f"long skips pair blocks, so depth must be even, got {self.depth}")
 
     @property
     def num_patches(self) -> int:
@@ -53,8 +57,11 @@ class DiTConfig:
 
 PRESETS = {
     "tiny": DiTConfig(dim=64, depth=2, heads=4),  # fast mode and tests
-    "small": DiTConfig(dim=128, depth=4, heads=4),  # the book's default: ~0.6 s per batch-128 step on 2 cores
+    "small": DiTConfig(dim=128, depth=4, heads=4),  # the first shipped DDPM: ~0.6 s per batch-128 step on 2 cores
+    # the recipe search's candidate (benchmarks/RESULTS.md): long skips and a conv head over `small`
+    "book": DiTConfig(dim=128, depth=6, heads=4, skip=True, conv_head=True),
 }
+CONV_HEAD_CHANNELS = 16  # features per pixel that the head's 3x3 convolution mixes
 
 
 def preset(name: str, **overrides) -> DiTConfig:
@@ -114,6 +121,19 @@ def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch
 
 
 # ---------------------------------------------------------------------------- blocks
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, keep_weights: bool = False):
+    """softmax(q k^T / sqrt(hd)) v for (B, h, N, hd) queries and (B, h, M, hd) keys and values.
+
+    Returns ``(out, weights)``. Normally SDPA computes ``out`` and ``weights`` is None; with
+    ``keep_weights`` the weights are formed explicitly and ``out = weights @ v`` is computed from
+    them, so the maps a notebook plots are the very numbers that produced the output.
+    """
+    if not keep_weights:
+        return F.scaled_dot_product_attention(q, k, v), None
+    weights = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]), dim=-1)  # (B, h, N, M)
+    return weights @ v, weights
+
+
 class SelfAttention(nn.Module):
     def __init__(self, dim: int, heads: int):
         super().__init__()
@@ -138,7 +158,7 @@ class CrossAttention(nn.Module):
         self.q = nn.Linear(dim, dim)
         self.kv = nn.Linear(dim, 2 * dim)
         self.out = nn.Linear(dim, dim)
-        self.last_weights: torch.Tensor | None = None  # filled when keep_weights is set, for plots
+        self.last_weights: torch.Tensor | None = None  # (B, h, N, M), filled when keep_weights is set
         self.keep_weights = False
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
@@ -146,16 +166,18 @@ class CrossAttention(nn.Module):
         m, hd = cond.shape[1], d // self.heads
         q = self.q(x).reshape(b, n, self.heads, hd).transpose(1, 2)  # (B, h, N, hd)
         k, v = self.kv(cond).reshape(b, m, 2, self.heads, hd).permute(2, 0, 3, 1, 4)  # (B, h, M, hd)
-        if self.keep_weights:
-            self.last_weights = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(hd), dim=-1)  # (B, h, N, M)
-        y = F.scaled_dot_product_attention(q, k, v)  # (B, h, N, hd)
+        y, weights = attend(q, k, v, self.keep_weights)  # (B, h, N, hd)
+        if weights is not None:
+            self.last_weights = weights.detach()
         return self.out(y.transpose(1, 2).reshape(b, n, d))  # (B, N, D)
 
 
 class DiTBlock(nn.Module):
-    def __init__(self, cfg: DiTConfig):
+    def __init__(self, cfg: DiTConfig, takes_skip: bool = False):
         super().__init__()
         d = cfg.dim
+        # U-ViT: a block in the second half first merges the output of its mirror in the first half
+        self.skip_merge = nn.Linear(2 * d, d) if takes_skip else None
         self.norm1 = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
         self.attn = SelfAttention(d, cfg.heads)
         self.norm2 = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
@@ -168,7 +190,10 @@ class DiTBlock(nn.Module):
             self.norm_cross = nn.LayerNorm(d, eps=1e-6)
             self.cross = CrossAttention(d, cfg.heads)
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, c: torch.Tensor, cond: torch.Tensor | None,
+                skip: torch.Tensor | None = None) -> torch.Tensor:
+        if self.skip_merge is not None:
+            x = self.skip_merge(torch.cat([x, skip], dim=-1))  # (B, N, D)
         shift1, scale1, gate1, shift2, scale2, gate2 = self.ada(c).chunk(6, dim=1)  # each (B, D)
         x = x + gate1[:, None] * self.attn(modulate(self.norm1(x), shift1, scale1))  # (B, N, D)
         if self.cross is not None:
@@ -181,7 +206,8 @@ class FinalLayer(nn.Module):
         super().__init__()
         self.norm = nn.LayerNorm(cfg.dim, elementwise_affine=False, eps=1e-6)
         self.ada = nn.Sequential(nn.SiLU(), nn.Linear(cfg.dim, 2 * cfg.dim))
-        self.linear = nn.Linear(cfg.dim, cfg.patch_size**2 * cfg.channels)
+        out_channels = CONV_HEAD_CHANNELS if cfg.conv_head else cfg.channels
+        self.linear = nn.Linear(cfg.dim, cfg.patch_size**2 * out_channels)
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         shift, scale = self.ada(c).chunk(2, dim=1)  # each (B, D)
@@ -195,13 +221,19 @@ class DiT(nn.Module):
         self.cfg = cfg
         d, p = cfg.dim, cfg.patch_size
         self.patch_embed = nn.Linear(p * p * cfg.channels, d)
-        self.register_buffer("pos_embed", sincos_2d_positions(d, cfg.img_size // p), persistent=False)
+        # saved with the weights (though fixed), so a checkpoint whose img_size disagrees with them is caught
+        self.register_buffer("pos_embed", sincos_2d_positions(d, cfg.img_size // p))
         self.time_mlp = nn.Sequential(nn.Linear(256, d), nn.SiLU(), nn.Linear(d, d))
         if cfg.cross_attention:
-            # a sequence of learned tokens per label (row NULL_LABEL is the "no label" sequence)
+            # a sequence of learned tokens per label (row NULL_LABEL is the "no label" sequence), plus
+            # a position embedding over the sequence, so token j has a role shared by every label
             self.label_tokens = nn.Parameter(torch.randn(NUM_CLASSES + 1, cfg.cond_tokens, d) * 0.02)
-        self.blocks = nn.ModuleList(DiTBlock(cfg) for _ in range(cfg.depth))
+            self.cond_positions = nn.Parameter(torch.randn(cfg.cond_tokens, d) * 0.02)
+        half = cfg.depth // 2
+        self.blocks = nn.ModuleList(DiTBlock(cfg, takes_skip=cfg.skip and i >= half) for i in range(cfg.depth))
         self.final = FinalLayer(cfg)
+        # zero-initialised below, so at the start the head adds nothing to the unpatchified output
+        self.head = nn.Conv2d(CONV_HEAD_CHANNELS, cfg.channels, 3, padding=1) if cfg.conv_head else None
         self._init_weights()
 
     def _init_weights(self):
@@ -220,14 +252,18 @@ class DiT(nn.Module):
                 nn.init.zeros_(block.cross.out.weight)
         nn.init.zeros_(self.final.ada[1].weight)
         nn.init.zeros_(self.final.ada[1].bias)
-        nn.init.zeros_(self.final.linear.weight)
-        nn.init.zeros_(self.final.linear.bias)
+        if self.head is None:
+            nn.init.zeros_(self.final.linear.weight)
+            nn.init.zeros_(self.final.linear.bias)
+        else:  # zero the last layer only: zeroing both would leave neither a gradient
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
 
     def condition_tokens(self, labels: torch.Tensor) -> torch.Tensor:
         if labels.min() < 0 or labels.max() > NULL_LABEL:
             raise ValueError(f"labels must lie in [0, {NULL_LABEL}] ({NULL_LABEL} = no label), "
                              f"got {labels.min().item()}..{labels.max().item()}")
-        return self.label_tokens[labels]  # (B, M, D)
+        return self.label_tokens[labels] + self.cond_positions  # (B, M, D)
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """x_t (B, C, H, W), t (B,) float in [0, 1], labels (B,) int or None -> (B, C, H, W)."""
@@ -243,9 +279,23 @@ class DiT(nn.Module):
             if labels is None:
                 labels = torch.full((x_t.shape[0],), NULL_LABEL, device=x_t.device)
             cond = self.condition_tokens(labels)  # (B, M, D)
+        skips = []
+        for i, block in enumerate(self.blocks):
+            skip = skips.pop() if block.skip_merge is not None else None
+            tokens = block(tokens, c, cond, skip)  # (B, N, D)
+            if cfg.skip and i < cfg.depth // 2:
+                skips.append(tokens)
+        if self.head is None:
+            return unpatchify(self.final(tokens, c), cfg.patch_size, cfg.channels)  # (B, C, H, W)
+        features = unpatchify(self.final(tokens, c), cfg.patch_size, CONV_HEAD_CHANNELS)  # (B, 16, H, W)
+        return self.head(features)  # (B, C, H, W)
+
+    def keep_attention_weights(self, keep: bool = True) -> None:
+        """Make every cross-attention block store its weights (B, h, N, M) in ``last_weights``."""
         for block in self.blocks:
-            tokens = block(tokens, c, cond)  # (B, N, D)
-        return unpatchify(self.final(tokens, c), cfg.patch_size, cfg.channels)  # (B, C, H, W)
+            if block.cross is not None:
+                block.cross.keep_weights = keep
+                block.cross.last_weights = None
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -113,6 +113,11 @@ def load_checkpoint(path: Path | str, kind: str | None = None) -> dict:
 def load_weights(model: nn.Module, state_dict: dict, source: str = "checkpoint") -> nn.Module:
     """``load_state_dict`` with an error that names the mismatching tensors."""
     own = model.state_dict()
+    if "pos_embed" in own and "pos_embed" not in state_dict:  # checkpoints from before it was saved
+        state_dict = {**state_dict, "pos_embed": own["pos_embed"]}
+    bad = [k for k, v in state_dict.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(f"{source} holds NaN or Inf in {bad[:5]}: the weights are broken")
     missing = sorted(set(own) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(own))
     wrong = [f"{k}: {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
@@ -120,7 +125,12 @@ def load_weights(model: nn.Module, state_dict: dict, source: str = "checkpoint")
     if missing or unexpected or wrong:
         parts = [f"missing {missing[:5]}" if missing else "", f"unexpected {unexpected[:5]}" if unexpected else "",
                  f"wrong shapes {wrong[:5]}" if wrong else ""]
-        raise CheckpointError(f"{source} does not match the model: " + "; ".join(p for p in parts if p))
+        hint = ""
+        if any(w.startswith("pos_embed") for w in wrong):
+            hint = " (pos_embed: its img_size or patch_size disagrees with the weights)"
+        elif any(w.startswith("patch_embed") for w in wrong):
+            hint = " (patch_embed: its patch_size or channels disagree with the weights)"
+        raise CheckpointError(f"{source} does not match the model{hint}: " + "; ".join(p for p in parts if p))
     model.load_state_dict(state_dict)
     return model
 

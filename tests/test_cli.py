@@ -21,7 +21,7 @@ def call(*args, cwd=None):
     (["--patch_size", "5"], "does not divide img_size"),
     (["--channels", "3"], "MNIST has 1 channel"),
     (["--lr", "0"], "must be positive"),
-    (["--resume", "nowhere.pt"], "no such checkpoint"),
+    (["--resume", "nowhere.pt"], "does not exist"),
 ])
 def test_bad_train_options_exit_2_and_write_nothing(tmp_path, args, message):
     result = call("train", "ddpm", "--save_dir", tmp_path / "out", *args, cwd=tmp_path)

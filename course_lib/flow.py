@@ -1,0 +1,186 @@
+"""Rectified flow (flow matching on straight paths): training target, conversions, ODE and SDE samplers.
+
+Seed convention (BOOK_DESIGN §1-2): ``x_t = t·x1 + (1 - t)·x0`` with ``x0`` the image and ``x1`` pure
+noise, so t = 0 is the clean image and t = 1 the noise. The network learns the constant velocity
+``v = dx/dt = x1 - x0`` with ``MSE(v(x_t, t), x1 - x0)``; sampling integrates from t = 1 down to 0.
+
+Papers that run time the other way use ``t_theirs = 1 - t_ours`` and ``v_theirs = -v_ours``:
+
+| source                                        | noise at | data at | velocity points to |
+|-----------------------------------------------|----------|---------|--------------------|
+| this book, the notes, rectified flow, SD3, minRF | t = 1 | t = 0   | the noise          |
+| Lipman et al. 2023, MIT 6.S184, facebookresearch/flow_matching | t = 0 | t = 1 | the data |
+
+Conversions from a predicted velocity (exact algebra on the path, no approximation)::
+
+    x0_hat = x_t - t·v        noise_hat = x_t + (1 - t)·v        score = -noise_hat / t
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from . import guidance
+from .ddpm import _randn
+
+TIME_SAMPLINGS = ("uniform", "logit_normal")
+ODE_METHODS = ("euler", "heun", "midpoint")
+EVALS_PER_STEP = {"euler": 1, "heun": 2, "midpoint": 2, "sde": 1}
+
+
+# ---------------------------------------------------------------------------- the path
+def _per_sample(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    t = torch.as_tensor(t, dtype=like.dtype, device=like.device)
+    return t.expand(like.shape[0]).view(-1, *([1] * (like.dim() - 1)))  # (B, 1, 1, 1)
+
+
+def interpolate(images: torch.Tensor, noise: torch.Tensor, t) -> torch.Tensor:
+    """x_t = t·noise + (1 - t)·images, for a float t or a (B,) tensor of times in [0, 1]."""
+    if noise.shape != images.shape:
+        raise ValueError(f"noise has shape {tuple(noise.shape)}, images have {tuple(images.shape)}")
+    t = _per_sample(t, images)
+    return t * noise + (1.0 - t) * images
+
+
+def sample_time(batch_size: int, time_sampling: str = "uniform",
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """Training times in (0, 1): uniform, or logit-normal (SD3: sigmoid of N(0, 1), more mass mid-path)."""
+    if time_sampling == "uniform":
+        return torch.rand(batch_size, generator=generator)
+    if time_sampling == "logit_normal":
+        return torch.sigmoid(torch.randn(batch_size, generator=generator))
+    raise ValueError(f"time_sampling must be one of {TIME_SAMPLINGS}, got {time_sampling!r}")
+
+
+def loss(model, images: torch.Tensor, labels, generator: torch.Generator | None = None,
+         time_sampling: str = "uniform") -> torch.Tensor:
+    """MSE between the predicted velocity and its target ``noise - images``, constant along the path."""
+    t = sample_time(images.shape[0], time_sampling, generator).to(images.device)  # (B,)
+    noise = torch.randn(images.shape, generator=generator).to(images.device)  # (B, C, H, W)
+    x_t = interpolate(images, noise, t)
+    return torch.mean((model(x_t, t, labels) - (noise - images)) ** 2)
+
+
+# ---------------------------------------------------------------------------- conversions
+def velocity_to_x0(v: torch.Tensor, x_t: torch.Tensor, t) -> torch.Tensor:
+    return x_t - _per_sample(t, x_t) * v
+
+
+def velocity_to_noise(v: torch.Tensor, x_t: torch.Tensor, t) -> torch.Tensor:
+    return x_t + (1.0 - _per_sample(t, x_t)) * v
+
+
+def velocity_to_score(v: torch.Tensor, x_t: torch.Tensor, t) -> torch.Tensor:
+    """∇ log p_t(x_t) = -E[noise | x_t] / t, since x_t given x0 is N((1-t)·x0, t²·I); needs t > 0."""
+    t_b = _per_sample(t, x_t)
+    if (t_b <= 0).any():
+        raise ValueError("the score is undefined at t = 0 (the data distribution has no density there)")
+    return -velocity_to_noise(v, x_t, t) / t_b
+
+
+def gaussian_velocity(mean: float, std: float):
+    """The exact velocity field when the data are N(mean, std²) per pixel: a model for tests and notebooks.
+
+    x_t ~ N((1-t)·mean, (1-t)²·std² + t²) and E[x1 - x0 | x_t] is linear in x_t.
+    """
+    def model(x_t, t, labels=None):
+        t = _per_sample(t, x_t)
+        variance = (1 - t) ** 2 * std**2 + t**2
+        return -mean + (t - (1 - t) * std**2) / variance * (x_t - (1 - t) * mean)
+
+    return model
+
+
+# ---------------------------------------------------------------------------- samplers
+def _with_guidance(model, guidance_scale):
+    return model if guidance_scale is None else guidance.guided(model, guidance_scale)
+
+
+def _check_steps(num_steps) -> int:
+    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
+        raise ValueError(f"num_steps must be a positive integer, got {num_steps!r}")
+    return num_steps
+
+
+def ode_steps(model, shape, num_steps: int = 8, method: str = "euler", labels=None, guidance_scale=None,
+              generator: torch.Generator | None = None, device="cpu", x_1: torch.Tensor | None = None):
+    """Integrate dx/dt = v from t = 1 to t = 0 on an even grid; yields ``(t, x_t)`` after each step."""
+    if method not in ODE_METHODS:
+        raise ValueError(f"method must be one of {ODE_METHODS}, got {method!r}")
+    num_steps = _check_steps(num_steps)
+    velocity = _with_guidance(model, guidance_scale)
+    x = _randn(shape, generator, device) if x_1 is None else x_1.to(device)  # (B, C, H, W)
+    times = torch.linspace(1.0, 0.0, num_steps + 1).tolist()
+    with torch.no_grad():
+        for t, t_next in zip(times[:-1], times[1:], strict=True):
+            h = t - t_next
+            v = velocity(x, x.new_tensor(t), labels)
+            if method == "euler":
+                x = x - h * v
+            elif method == "heun":  # average the slopes at both ends of the Euler step
+                v_end = velocity(x - h * v, x.new_tensor(t_next), labels)
+                x = x - 0.5 * h * (v + v_end)
+            else:  # midpoint: the slope half a step ahead
+                x = x - h * velocity(x - 0.5 * h * v, x.new_tensor(t - 0.5 * h), labels)
+            yield t_next, x
+
+
+def check_gamma(gamma) -> float:
+    if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not math.isfinite(gamma) or gamma < 0:
+        raise ValueError(f"gamma (the SDE noise level) must be a finite number >= 0, got {gamma!r}")
+    return float(gamma)
+
+
+def sde_steps(model, shape, num_steps: int = 32, gamma: float = 1.0, labels=None, guidance_scale=None,
+              generator: torch.Generator | None = None, device="cpu", x_1: torch.Tensor | None = None):
+    """Euler-Maruyama for dx = [v - ½σ²·score] dt + σ dW̄ from t = 1 to 0, with σ(t)² = γ·t.
+
+    Every σ ≥ 0 gives an SDE with the ODE's marginals; σ² ∝ t keeps ½σ²·score = -½γ·noise_hat
+    bounded as t → 0. The last step adds no noise. γ = 0 is exactly the Euler ODE sampler.
+    Yields ``(t, x_t)`` after each step.
+    """
+    gamma = check_gamma(gamma)
+    num_steps = _check_steps(num_steps)
+    velocity = _with_guidance(model, guidance_scale)
+    x = _randn(shape, generator, device) if x_1 is None else x_1.to(device)  # (B, C, H, W)
+    times = torch.linspace(1.0, 0.0, num_steps + 1).tolist()
+    with torch.no_grad():
+        for i, (t, t_next) in enumerate(zip(times[:-1], times[1:], strict=True)):
+            h = t - t_next
+            v = velocity(x, x.new_tensor(t), labels)
+            if gamma == 0:
+                x = x - h * v  # the Euler ODE step, bit for bit
+            else:
+                sigma2 = gamma * t
+                drift = v - 0.5 * sigma2 * velocity_to_score(v, x, t)
+                x = x - h * drift
+                if i < num_steps - 1:
+                    x = x + math.sqrt(sigma2 * h) * _randn(shape, generator, device)
+            yield t_next, x
+
+
+def _last(steps):
+    final = None
+    for _, state in steps:
+        final = state
+    return final
+
+
+def sample_ode(model, shape, num_steps: int = 8, method: str = "euler", labels=None, guidance_scale=None,
+               generator=None, device="cpu", x_1=None) -> torch.Tensor:
+    """ODE sampling; returns x_0. Network evaluations per image: ``num_steps × EVALS_PER_STEP[method]``
+    (twice that with guidance, which runs both predictions in one batch)."""
+    return _last(ode_steps(model, shape, num_steps, method, labels, guidance_scale, generator, device, x_1))
+
+
+def sample_sde(model, shape, num_steps: int = 32, gamma: float = 1.0, labels=None, guidance_scale=None,
+               generator=None, device="cpu", x_1=None) -> torch.Tensor:
+    """Euler-Maruyama SDE sampling; returns x_0."""
+    return _last(sde_steps(model, shape, num_steps, gamma, labels, guidance_scale, generator, device, x_1))
+
+
+def nfe(method: str, num_steps: int) -> int:
+    """Network evaluations per image (a guided evaluation, one batched pass of two, counts as one)."""
+    return EVALS_PER_STEP[method] * num_steps
