@@ -15,6 +15,7 @@ import argparse
 import math
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -94,11 +95,11 @@ def digit(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m course_lib") -> argparse.ArgumentParser:
     from . import dit
 
     fmt = argparse.ArgumentDefaultsHelpFormatter
-    parser = OneLineParser(prog="python -m course_lib", description=__doc__,
+    parser = OneLineParser(prog=prog, description=__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
@@ -106,8 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("kind", choices=KINDS)
     train.add_argument("--img_size", type=positive_int, default=32, help="Image size")
     train.add_argument("--channels", type=positive_int, default=1, help="Number of image channels")
-    train.add_argument("--patch_size", type=positive_int, default=None, help="Patch size for DiT (default: the preset's)")
-    train.add_argument("--preset", choices=sorted(dit.PRESETS), default="book", help="DiT size")
+    train.add_argument("--patch_size", type=positive_int, default=None,
+                       help="Patch size for DiT (default: the preset's)")
+    train.add_argument("--preset", choices=sorted(dit.PRESETS), default="small",
+                       help="DiT size (tiny: tests; book: long skips and a conv head)")
     train.add_argument("--epochs", type=positive_int, default=12, help="Number of training epochs")
     train.add_argument("--batch_size", type=positive_int, default=128, help="Training batch size")
     train.add_argument("--lr", type=positive_float, default=1e-3, help="Learning rate")
@@ -180,8 +183,18 @@ def check_writable_dir(path: Path, option: str) -> None:
     existing = nearest_existing(path)
     if not existing.is_dir():
         raise UsageError(f"{option} {path}: {existing} is a file, so the directory cannot be made")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UsageError(f"{option} {path}: {existing} is not writable")
+    check_can_write_into(existing, f"{option} {path}")
+
+
+def check_can_write_into(folder: Path, what: str) -> None:
+    """Refuse a folder where no file can be created (``os.access`` says yes to root everywhere)."""
+    try:
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise PermissionError(13, "permission denied")
+        with tempfile.TemporaryFile(dir=folder):  # a real file, deleted at once, settles it
+            pass
+    except OSError as error:
+        raise UsageError(f"{what}: cannot create files in {folder} ({error.strerror})") from error
 
 
 def forbid(args, kind_ok: tuple[str, ...], *names: str) -> None:
@@ -288,7 +301,8 @@ def check_resume(path: Path, kind: str, model_config: dict, train_cfg, settings:
         raise UsageError(f"--resume {path}: the run stopped inside epoch {training_state['epoch'] + 1} "
                          f"(step {training_state['step']}), and only an end-of-epoch checkpoint continues exactly")
     if training_state["epoch"] >= train_cfg.epochs:
-        raise UsageError(f"--resume {path}: the run already finished {training_state['epoch']} epochs; "
+        done = training_state["epoch"]
+        raise UsageError(f"--resume {path}: the run already finished {done} epoch{'' if done == 1 else 's'}; "
                          f"ask for more with --epochs")
 
 
@@ -316,8 +330,7 @@ def run_infer(args) -> None:
         raise UsageError(f"--output {args.output}: is a directory; name an image file")
     if not args.output.parent.is_dir():
         raise UsageError(f"--output {args.output}: directory {args.output.parent} does not exist")
-    if not os.access(args.output.parent, os.W_OK):
-        raise UsageError(f"--output {args.output}: directory {args.output.parent} is not writable")
+    check_can_write_into(args.output.parent, f"--output {args.output}")
     device = resolve_device(args.device)
     try:
         model, payload = load_model(args.ckpt, args.kind, device)
@@ -387,16 +400,47 @@ def load_model(path: Path, kind: str, device: torch.device):
     except (TypeError, ValueError) as error:
         raise training.CheckpointError(f"{path} has an invalid model config: {error}") from error
     if (kind in CONDITIONAL) != cfg.cross_attention:
-        raise training.CheckpointError(f"{path}: a {kind} model must {'' if kind in CONDITIONAL else 'not '}"
-                                       f"use cross-attention, but its config says cross_attention={cfg.cross_attention}")
+        must = "must" if kind in CONDITIONAL else "must not"
+        raise training.CheckpointError(f"{path}: a {kind} model {must} use cross-attention, but its config "
+                                       f"says cross_attention={cfg.cross_attention}")
+    differ = config_disagreements(cfg, payload["state_dict"])
+    if differ:
+        raise training.CheckpointError(f"{path}: its model config disagrees with its weights: " + ", ".join(differ))
     model = training.load_weights(dit.DiT(cfg), payload["state_dict"], str(path))
     return model.to(device).eval(), payload
 
 
+def config_disagreements(cfg, state_dict: dict) -> list[str]:
+    """Config fields that the weights' shapes contradict, as 'field config vs weights' strings.
+
+    Read off the weights: dim (patch embedding rows), patch_size (its columns are p*p*channels),
+    img_size (sqrt of the positions times p), depth (blocks), long skips, conv head, cross-attention.
+    The number of heads leaves no trace in the shapes and cannot be checked here.
+    """
+    shapes = {k: tuple(v.shape) for k, v in state_dict.items()}
+    found = {}
+    if "patch_embed.weight" in shapes:
+        dim, patch_values = shapes["patch_embed.weight"]
+        found["dim"] = dim
+        patch = math.isqrt(patch_values // cfg.channels)
+        if patch * patch * cfg.channels == patch_values:
+            found["patch_size"] = patch
+            if "pos_embed" in shapes and math.isqrt(shapes["pos_embed"][0]) ** 2 == shapes["pos_embed"][0]:
+                found["img_size"] = math.isqrt(shapes["pos_embed"][0]) * patch
+    blocks = {int(k.split(".")[1]) for k in shapes if k.startswith("blocks.")}
+    if blocks:
+        found["depth"] = max(blocks) + 1
+    found["skip"] = any(".skip_merge." in k for k in shapes)
+    found["conv_head"] = "head.weight" in shapes
+    found["cross_attention"] = "label_tokens" in shapes
+    return [f"{k} {getattr(cfg, k)!r} in the config but {v!r} in the weights" for k, v in found.items()
+            if getattr(cfg, k) != v]
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    if Path(sys.argv[0]).name == "simplest-diffusion":  # the console script
-        parser.prog = "simplest-diffusion"
+    # the console script names itself in every usage and error line, the subcommands' included
+    console = Path(sys.argv[0]).name == "simplest-diffusion"
+    parser = build_parser("simplest-diffusion" if console else "python -m course_lib")
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     args.argv = argv
@@ -404,8 +448,8 @@ def main(argv: list[str] | None = None) -> int:
         (run_train if args.command == "train" else run_infer)(args)
     except UsageError as error:
         parser.exit(2, f"{parser.prog} {args.command}: error: {error}\n")
-    except KeyboardInterrupt:
-        parser.exit(130, f"{parser.prog} {args.command}: interrupted\n")
+    except KeyboardInterrupt as error:  # training says where the last completed epoch is saved
+        parser.exit(130, f"{parser.prog} {args.command}: {error or 'interrupted'}\n")
     return 0
 
 

@@ -1,9 +1,12 @@
 """DDPM: the noise scheduler of the original notes, the training loss and the samplers.
 
-Convention (BOOK_DESIGN §1): integer ``step`` 0 is the first noised image, ``step = T - 1`` is
-almost pure noise. The two functions the notes name keep their names and their argument ``t``:
-``noise_image(x0, t)`` is the forward process, ``sample_prev_image_distribution(x_t, t, e)`` one
-reverse step. There ``t`` is the integer step, one per sample.
+Convention (BOOK_DESIGN §1): the integer ``step`` is the DDPM paper's t minus one. ``step = 0`` is
+the *first noised* image (``alpha_bars[0]`` = 1 - β₁ = 0.9999), ``step = T - 1`` is almost pure
+noise, and the clean image x_0 has no step index (ᾱ = 1 there, which is ``alpha_bars_prev[0]``).
+The two functions the notes name keep their names and their argument ``t``: ``noise_image(x0, t)``
+is the forward process, ``sample_prev_image_distribution(x_t, t, e)`` one reverse step. There ``t``
+is that integer step, one per sample; the network is conditioned on the float time
+``(step + 1) / T`` in (0, 1].
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ class NoiseScheduler:
         if isinstance(t, bool) or not isinstance(t, (int, torch.Tensor)):
             raise TypeError(f"t must be an int or an integer tensor of steps, got {type(t).__name__}")
         t = torch.as_tensor(t, device=self.device)
-        if t.is_floating_point() or t.is_complex():
+        if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
             raise TypeError(f"t must hold integer steps in [0, {self.num_steps - 1}], got dtype {t.dtype}")
         if t.dim() == 0:
             t = t.expand(batch_size)
@@ -62,7 +65,10 @@ class NoiseScheduler:
         return t.long()
 
     def step_to_time(self, step: torch.Tensor) -> torch.Tensor:
-        """Integer step -> float time in (0, 1] that the network is conditioned on."""
+        """Integer step -> float time (step + 1) / T in (0, 1] that the network is conditioned on.
+
+        ``T * time`` is the paper's t = step + 1; time 0 would be the clean image, which no step has.
+        """
         return (step.float() + 1.0) / self.num_steps
 
     @staticmethod
@@ -76,6 +82,7 @@ class NoiseScheduler:
         t = self.check_steps(t, x0.shape[0])
         if noise is None:
             noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+        _check_same_shape("noise", noise, "x0", x0)
         alpha_bar = self._per_sample(self.alpha_bars, t, x0)  # (B, 1, 1, 1)
         x_t = alpha_bar.sqrt() * x0 + (1.0 - alpha_bar).sqrt() * noise  # (B, C, H, W)
         return x_t, noise
@@ -84,17 +91,18 @@ class NoiseScheduler:
     def posterior_mean_variance(self, x_t: torch.Tensor, t, pred_noise: torch.Tensor):
         """Mean and variance of p(x_{t-1} | x_t) given the predicted noise ε̂.
 
-        mean = (x_t - β_t / sqrt(1 - ᾱ_t) · ε̂) / sqrt(α_t); variance β̃_t (or β_t), 0 at t = 0.
+        mean = (x_t - β_t / sqrt(1 - ᾱ_t) · ε̂) / sqrt(α_t); variance β̃_t (or β_t), and 0 at
+        ``step = 0``, the last reverse step, which lands on the clean image x_0.
         """
         t = self.check_steps(t, x_t.shape[0])
-        if pred_noise.shape != x_t.shape:
-            raise ValueError(f"pred_noise has shape {tuple(pred_noise.shape)}, x_t has {tuple(x_t.shape)}")
+        _check_same_shape("pred_noise", pred_noise, "x_t", x_t)
         beta = self._per_sample(self.betas, t, x_t)
         alpha = self._per_sample(self.alphas, t, x_t)
         alpha_bar = self._per_sample(self.alpha_bars, t, x_t)
         mean = (x_t - beta / (1.0 - alpha_bar).sqrt() * pred_noise) / alpha.sqrt()  # (B, C, H, W)
         table = self.posterior_variance if self.variance == "posterior" else self.betas
-        variance = self._per_sample(table, t, x_t) * (t > 0).view_as(beta)  # no noise on the last step
+        # no noise on the last step (step 0 -> x_0): β̃ is 0 there anyway, β is not
+        variance = self._per_sample(table, t, x_t) * (t > 0).view_as(beta)
         return mean, variance
 
     def sample_prev_image_distribution(self, x_t: torch.Tensor, t, pred_noise: torch.Tensor,
@@ -104,7 +112,15 @@ class NoiseScheduler:
         mean, variance = self.posterior_mean_variance(x_t, t, pred_noise)
         if noise is None:
             noise = torch.randn(x_t.shape, generator=generator, device=x_t.device, dtype=x_t.dtype)
+        _check_same_shape("noise", noise, "x_t", x_t)
         return mean + variance.sqrt() * noise
+
+
+def _check_same_shape(name: str, tensor: torch.Tensor, like_name: str, like: torch.Tensor) -> None:
+    """Refuse a tensor that would silently broadcast against the images (one noise for many)."""
+    if not isinstance(tensor, torch.Tensor) or tensor.shape != like.shape:
+        shape = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
+        raise ValueError(f"{name} has shape {shape}, {like_name} has {tuple(like.shape)}: they must match")
 
 
 def make_betas(schedule: str, num_steps: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:
@@ -249,3 +265,21 @@ def sample_ddim(model, scheduler: NoiseScheduler, shape, num_steps: int = 50, la
     """
     return _last(ddim_steps(model, scheduler, shape, num_steps, labels, generator, device, prediction, x_T,
                             guidance_scale))
+
+
+# ---------------------------------------------------------------------------- an exact model for checks
+def gaussian_noise_model(scheduler: NoiseScheduler, mean: float, std: float):
+    """E[ε | x_t] for data whose every pixel is N(mean, std²), as a ``model(x_t, t, labels)``.
+
+    With a = sqrt(ᾱ), b = sqrt(1-ᾱ): x_t = a x0 + b ε is Gaussian, Cov(ε, x_t) = b and
+    Var(x_t) = a² std² + b², so the regression of ε on x_t is b (x_t - a mean) / (a² std² + b²).
+    It is what a perfect ε-network trained on that data returns; samplers driven by it can be
+    compared with the forward process's closed-form marginals N(a mean, a² std² + b²).
+    """
+
+    def model(x_t: torch.Tensor, t: torch.Tensor, labels=None) -> torch.Tensor:
+        step = (t * scheduler.num_steps).round().long() - 1  # undo step_to_time: t = (step + 1) / T
+        a, b = _ab(scheduler, step, x_t)
+        return b * (x_t - a * mean) / (a**2 * std**2 + b**2)
+
+    return model

@@ -145,6 +145,8 @@ def sde_steps(model, shape, num_steps: int = 32, gamma: float = 1.0, labels=None
     num_steps = _check_steps(num_steps)
     velocity = _with_guidance(model, guidance_scale)
     x = _randn(shape, generator, device) if x_1 is None else x_1.to(device)  # (B, C, H, W)
+    if tuple(x.shape) != tuple(shape):  # the noise z is drawn with ``shape``: a mismatch would broadcast it
+        raise ValueError(f"x_1 has shape {tuple(x.shape)} but shape is {tuple(shape)}; give the same")
     times = torch.linspace(1.0, 0.0, num_steps + 1).tolist()
     with torch.no_grad():
         for i, (t, t_next) in enumerate(zip(times[:-1], times[1:], strict=True)):

@@ -100,24 +100,31 @@ def noising_grid(images: torch.Tensor, scheduler, steps, noise: torch.Tensor | N
 
 
 def timestep_figure(x_t: torch.Tensor, scheduler, step: int):
-    """x_t at ``step`` beside ᾱ and SNR over all steps, with the chosen step marked.
+    """x_t at ``step`` beside ᾱ and 1 - ᾱ over all steps, with the chosen step marked.
 
-    The image axis title reads ``step {step}: ᾱ=…, SNR=…`` (the explorer's tests read it).
+    The image axis title reads ``step {step}: ᾱ=…, SNR=…`` (the explorer's tests read it). The axes
+    sit at fixed places with fixed limits and a fixed legend corner, so moving a slider that redraws
+    this figure changes only the picture, the marks and the title text, never the layout.
     """
     alpha_bar = scheduler.alpha_bars[step].item()
     snr = scheduler.snr()[step].item()
-    fig = _figure(6.0, 2.6)
-    left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.6]})
+    fig = _figure(8.0, 3.3)
+    left = fig.add_axes((0.02, 0.06, 0.30, 0.74))  # fixed rectangles: no tight_layout, no jumping
+    right = fig.add_axes((0.42, 0.17, 0.55, 0.66))
     _show_image(left, x_t, f"step {step}: ᾱ={alpha_bar:.3g}, SNR={snr:.3g}")
+    left.title.set_fontsize(11)
     steps = torch.arange(scheduler.num_steps)
-    right.plot(steps, scheduler.alpha_bars.cpu(), label="ᾱ")
-    right.plot(steps, (1.0 - scheduler.alpha_bars).cpu(), label="1 - ᾱ")
-    right.axvline(step, color="red", lw=1.0)
-    right.set_xlabel("step")
-    right.set_title("signal vs noise variance", fontsize=8)
-    right.legend(fontsize=7)
+    right.plot(steps, scheduler.alpha_bars.cpu(), label="ᾱ (signal variance)")
+    right.plot(steps, (1.0 - scheduler.alpha_bars).cpu(), label="1 - ᾱ (noise variance)")
+    right.axvline(step, color="red", lw=1.2)
+    right.plot([step, step], [alpha_bar, 1.0 - alpha_bar], "o", color="red", ms=5)
+    right.set_xlim(0, scheduler.num_steps - 1)
+    right.set_ylim(-0.03, 1.03)
+    right.set_xlabel("step", fontsize=11)
+    right.set_title("signal vs noise variance", fontsize=11)
+    right.tick_params(labelsize=10)
+    right.legend(fontsize=10, loc="center right")  # the curves never pass there (they end at 0 and 1)
     right.grid(alpha=0.3)
-    fig.tight_layout()
     return fig
 
 
@@ -273,28 +280,299 @@ def class_histogram_bars(shares, confidence: float | None = None, title: str = "
 
 
 def reverse_animation_gif(frames: list[torch.Tensor], nrow: int | None = None, scale: int = 2,
-                          levels: int = 32, frame_ms: int = 120, hold_ms: int = 1500) -> bytes:
+                          levels: int = 32, frame_ms: int = 120, hold_ms: int = 1500,
+                          labels: list[str] | None = None, font_size: int = 18) -> bytes:
     """An animated GIF (as bytes) of a reverse chain: each (N, 1, H, W) frame tiled into one grid.
 
     Pixels are enlarged ``scale`` times (nearest neighbour) and rounded to ``levels`` grey levels;
-    the last frame is held ``hold_ms``. Show it with ``IPython.display.Image(data=gif, format="gif")``.
-    Noise compresses badly, so keep it small: a 4 × 4 grid of 32 × 32 images and ~20 frames stay
-    well under 1 MB. Frames identical after rounding are merged into one by PIL.
+    the last frame is held ``hold_ms``. With ``labels`` (one string per frame, e.g. "step 300"),
+    each frame gets a white band above the grid with its label in black, ``font_size`` pixels high.
+    Show it with ``IPython.display.Image(data=gif, format="gif")``. Noise compresses badly, so keep it
+    small: a 4 × 4 grid of 32 × 32 images and ~20 frames stay well under 1 MB at ``scale`` 3. Frames
+    identical after rounding are merged into one by PIL.
     """
     import io
 
-    from PIL import Image
+    from PIL import Image, ImageDraw, ImageFont
 
     if not frames:
         raise ValueError("reverse_animation_gif needs at least one frame")
+    if labels is not None and len(labels) != len(frames):
+        raise ValueError(f"reverse_animation_gif got {len(labels)} labels for {len(frames)} frames")
+    band = 0
+    if labels is not None:
+        try:
+            font = ImageFont.load_default(size=font_size)  # Pillow >= 10.1 with FreeType
+        except TypeError:  # older Pillow: a fixed small bitmap font
+            font = ImageFont.load_default()
+        band = font_size + font_size // 2
     pictures = []
-    for frame in frames:
+    for index, frame in enumerate(frames):
         unit = (grid(frame.clamp(-1, 1), nrow) * (levels - 1)).round() / (levels - 1)  # (H', W') in [0, 1]
         pixels = (unit * 255).round().to(torch.uint8).numpy()
         picture = Image.fromarray(pixels)  # uint8 (H', W'): mode "L"
-        pictures.append(picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST))
+        picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
+        if labels is not None:
+            canvas = Image.new("L", (picture.width, picture.height + band), 255)
+            canvas.paste(picture, (0, band))
+            ImageDraw.Draw(canvas).text((picture.width // 2, band // 2), labels[index], fill=0, font=font,
+                                        anchor="mm")
+            picture = canvas
+        pictures.append(picture)
     durations = [frame_ms] * (len(pictures) - 1) + [hold_ms]
     buffer = io.BytesIO()
     pictures[0].save(buffer, format="GIF", save_all=True, append_images=pictures[1:], duration=durations,
                      loop=0, optimize=False)
     return buffer.getvalue()
+
+
+# ---------------------------------------------------------------------------- SDE sampling
+# Figures of notebook 06. Same rules: each returns a Figure made by ``_figure``.
+def paths_1d(times, paths: dict, mean: float | None = None, std: float | None = None):
+    """1-D sampler paths against t, one panel per named (len(times), K) tensor; t runs from 1 down to 0.
+
+    With ``mean`` and ``std`` a grey band marks mean ± 2 std of the target at t = 0.
+    """
+    times = torch.as_tensor(times, dtype=torch.float64)
+    fig = _figure(3.2 * len(paths), 2.6)
+    axes = fig.subplots(1, len(paths), squeeze=False, sharey=True)[0]
+    for ax, (name, values) in zip(axes, paths.items(), strict=True):
+        ax.plot(times.numpy(), values.detach().double().cpu().numpy(), lw=0.8, alpha=0.8)
+        if mean is not None and std is not None:
+            ax.axhspan(mean - 2 * std, mean + 2 * std, xmin=0.96, xmax=1.0, color="gray", alpha=0.5)  # at t = 0
+        ax.set_xlim(1.0, 0.0)  # time flows from the noise (left) to the data (right)
+        ax.set_xlabel("t")
+        ax.set_title(name, fontsize=9)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def same_noise_grid(rows: dict, title: str = "", cell: float = 0.8):
+    """One row per named (K, 1, H, W) batch, e.g. K samples grown from one noise; the name labels the row."""
+    names = list(rows)
+    n_cols = max(len(batch) for batch in rows.values())
+    fig = _figure(cell * n_cols + 0.6, cell * len(names) + 0.4)
+    axes = fig.subplots(len(names), n_cols, squeeze=False)
+    for r, name in enumerate(names):
+        for c in range(n_cols):
+            ax = axes[r, c]
+            if c < len(rows[name]):
+                _show_image(ax, rows[name][c])
+            else:
+                ax.axis("off")
+        axes[r, 0].set_ylabel(name, fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout(pad=0.3)
+    return fig
+
+
+def quality_against(series: dict, xlabel: str, floor: float | None = None, log_x: bool = False,
+                    n: int | None = None):
+    """Judge class accuracy and Fréchet distance against ``xlabel`` (e.g. γ or NFE).
+
+    ``series`` maps a sampler's name to a list of ``(x, class_accuracy, frechet)``; ``floor`` is the
+    Fréchet distance of real images at the same N, drawn as a dashed line. ``log_x`` spaces x by
+    powers of 2 (for NFE) and labels the measured values. With ``n``, the number of images behind
+    each accuracy, its error bars are ± one binomial standard error, sqrt(a (1 - a) / n).
+    """
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    fig = _figure(8.0, 2.8)
+    left, right = fig.subplots(1, 2)
+    for name, points in series.items():
+        xs, accuracies, distances = zip(*points, strict=True)
+        errors = [100 * (a * (1 - a) / n) ** 0.5 for a in accuracies] if n else None
+        left.errorbar(xs, [100 * a for a in accuracies], yerr=errors, marker="o", capsize=3, label=name)
+        right.plot(xs, distances, marker="o", label=name)
+    if floor is not None:
+        right.axhline(floor, color="gray", ls="--", lw=1.0, label=f"real-data floor {floor:.1f}")
+    left.set_ylabel("class accuracy (%)")
+    if n:
+        left.set_title(f"error bars: ± 1 standard error at N = {n}", fontsize=8)
+    right.set_ylabel("Fréchet distance")
+    right.set_yscale("log")
+    for ax in (left, right):
+        ax.set_xlabel(xlabel)
+        if log_x:
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(sorted({p[0] for points in series.values() for p in points}))
+            ax.xaxis.set_major_formatter(ScalarFormatter())
+            ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------------------- guidance and cross-attention
+# Figures of notebook 03. Same rules: each returns a Figure made by ``_figure``; images in [-1, 1].
+def guidance_grid(images_by_scale: dict, digits=None, cell: float = 0.7):
+    """Rows = guidance scales, columns = digits; ``images_by_scale[w]`` is a (D, 1, H, W) batch, one per digit.
+
+    Draw every row from the same starting noise, so that along a column only the guidance changes.
+    """
+    scales = list(images_by_scale)
+    n_cols = len(images_by_scale[scales[0]])
+    digits = list(range(n_cols)) if digits is None else list(digits)
+    fig = _figure(cell * n_cols + 0.5, cell * len(scales) + 0.3)
+    axes = fig.subplots(len(scales), n_cols, squeeze=False)
+    for r, scale in enumerate(scales):
+        for c in range(n_cols):
+            _show_image(axes[r, c], images_by_scale[scale][c], f"digit {digits[c]}" if r == 0 else "")
+        axes[r, 0].set_ylabel(f"guidance {scale:g}", fontsize=8)
+    fig.tight_layout(pad=0.2)
+    return fig
+
+
+def attention_maps(rows: dict, image: torch.Tensor | None = None, cell: float = 1.2):
+    """Cross-attention weights drawn on the image grid: one row per name, one column per condition token.
+
+    ``rows[name]`` is an (N, M) tensor: the weight each of the N image patches (row-major, N = side²)
+    gives each of the M condition tokens; every row of it sums to 1. ``image`` (1, H, W) in [-1, 1],
+    if given, is drawn in the first column and outlined on every map, to show which strokes read which
+    token. All maps share one colour range, [0, the largest weight]; a blank map means equal weights.
+    """
+    names = list(rows)
+    n_tokens = rows[names[0]].shape[1]
+    side = int(round(rows[names[0]].shape[0] ** 0.5))
+    first = 1 if image is not None else 0
+    fig = _figure(cell * (n_tokens + first) + 0.8, cell * len(names) + 0.4)
+    fig.set_layout_engine("constrained")  # room for the colour bar
+    axes = fig.subplots(len(names), n_tokens + first, squeeze=False)
+    vmax = max(rows[name].max().item() for name in names)
+    if image is not None:
+        pixels = to_unit_range(image.detach().float().cpu()).reshape(image.shape[-2:])  # (H, W)
+        extent = (-0.5, pixels.shape[1] - 0.5, pixels.shape[0] - 0.5, -0.5)
+    for r, name in enumerate(names):
+        weights = rows[name].detach().float().cpu()  # (N, M)
+        if image is not None:
+            _show_image(axes[r, 0], image, "sample" if r == 0 else "")
+        for j in range(n_tokens):
+            ax = axes[r, first + j]
+            shown = ax.imshow(weights[:, j].reshape(side, side).numpy(), cmap="magma", vmin=0.0, vmax=vmax,
+                              interpolation="nearest", extent=extent if image is not None else None)
+            if image is not None:
+                ax.contour(pixels.numpy(), levels=[0.5], colors="cyan", linewidths=0.6)
+            ax.set_title(f"token {j}" if r == 0 else "", fontsize=8)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[r, 0].set_ylabel(name, fontsize=8)
+    fig.colorbar(shown, ax=axes.ravel().tolist(), shrink=0.8, label="attention weight")
+    return fig
+
+
+def guidance_tradeoff(scales, accuracy, diversity, real_diversity: float | None = None,
+                      frechet=None, floor: float | None = None):
+    """Judge class accuracy, within-class diversity (and Fréchet distance) against the guidance scale.
+
+    ``accuracy`` in [0, 1] and ``diversity`` (mean pairwise judge-feature distance within a digit) are
+    lists matching ``scales``; ``real_diversity`` and ``floor`` (real MNIST at the same N) are drawn
+    as dashed lines.
+    """
+    panels = 2 if frechet is None else 3
+    fig = _figure(3.3 * panels, 2.7)
+    axes = fig.subplots(1, panels)
+    axes[0].plot(scales, [100 * a for a in accuracy], marker="o")
+    axes[0].set_ylabel("class accuracy (%)")
+    axes[1].plot(scales, diversity, marker="o")
+    axes[1].set_ylabel("diversity within a digit")
+    if real_diversity is not None:
+        axes[1].axhline(real_diversity, color="gray", ls="--", lw=1.0, label=f"real digits {real_diversity:.1f}")
+        axes[1].legend(fontsize=7)
+    if frechet is not None:
+        axes[2].plot(scales, frechet, marker="o")
+        axes[2].set_ylabel("Fréchet distance")
+        axes[2].set_yscale("log")
+        if floor is not None:
+            axes[2].axhline(floor, color="gray", ls="--", lw=1.0, label=f"real-data floor {floor:.1f}")
+            axes[2].legend(fontsize=7)
+    for ax in axes:
+        ax.set_xlabel("guidance scale")
+        ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------------------- flow matching
+# Figures of notebooks 04 and 05. Same rules: each returns a Figure made by ``_figure``.
+def loss_by_time(times, curves: dict, floors: dict | None = None, title: str = "loss per time bin"):
+    """Loss against the path time t, one line per named list of values at ``times``.
+
+    ``floors`` maps a name to ``(t, value)``: a marker for a known lower bound of the loss at t
+    (e.g. the unpredictable part of the target at the ends of the path).
+    """
+    times = torch.as_tensor(times, dtype=torch.float64)
+    fig = _figure(5.5, 2.8)
+    ax = fig.subplots()
+    for name, values in curves.items():
+        ax.plot(times.numpy(), torch.as_tensor(values, dtype=torch.float64).numpy(), marker="o", ms=3, label=name)
+    for name, (t, value) in (floors or {}).items():
+        ax.plot([t], [value], marker="*", ms=11, ls="none", label=name)
+    ax.set_xlabel("t   (0 = image, 1 = noise)")
+    ax.set_ylabel("MSE per pixel")
+    ax.set_ylim(bottom=0)
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def error_against_steps(steps, errors: dict, ylabel: str = "|error|", title: str = ""):
+    """Log-log |error| against the number of steps, one line per named method, with 1/n and 1/n² guides."""
+    steps = torch.as_tensor(steps, dtype=torch.float64)
+    fig = _figure(4.6, 3.0)
+    ax = fig.subplots()
+    for name, values in errors.items():
+        ax.plot(steps.numpy(), torch.as_tensor(values, dtype=torch.float64).abs().numpy(), marker="o", label=name)
+    first = max(torch.as_tensor(v, dtype=torch.float64).abs()[0].item() for v in errors.values())
+    for power, style in ((1, ":"), (2, "--")):
+        guide = first * (steps[0] / steps) ** power
+        label = "slope 1/n²" if power == 2 else "slope 1/n"
+        ax.plot(steps.numpy(), guide.numpy(), color="gray", ls=style, lw=1.0, label=label)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("steps n")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def trajectories_2d(paths: dict, xlabel: str = "along the chord", ylabel: str = "across the chord"):
+    """Paths projected on a plane, one panel per named (K, T, 2) tensor: K paths of T points each.
+
+    Each path is drawn from its start (circle) to its end (cross), with its chord dashed.
+    """
+    fig = _figure(3.4 * len(paths), 3.0)
+    axes = fig.subplots(1, len(paths), squeeze=False)[0]
+    for ax, (name, points) in zip(axes, paths.items(), strict=True):
+        points = torch.as_tensor(points, dtype=torch.float64).cpu()  # (K, T, 2)
+        for k, path in enumerate(points):
+            line, = ax.plot(path[:, 0].numpy(), path[:, 1].numpy(), lw=1.2)
+            color = line.get_color()
+            ax.plot([path[0, 0], path[-1, 0]], [path[0, 1], path[-1, 1]], ls="--", lw=0.8, color=color)
+            ax.plot(path[0, 0], path[0, 1], marker="o", color=color, label="noise (t = 1)" if k == 0 else None)
+            ax.plot(path[-1, 0], path[-1, 1], marker="x", color=color, label="image (t = 0)" if k == 0 else None)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel(xlabel, fontsize=8)
+        ax.set_ylabel(ylabel, fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def wide_grid(images: torch.Tensor, title: str = "", nrow: int = 10, cell: float = 0.55):
+    """A grid of ``nrow`` images per row whose figure keeps the grid's aspect (e.g. 10 digits × a few rows)."""
+    rows = -(-len(images) // nrow)
+    fig = _figure(cell * min(nrow, len(images)) + 0.2, cell * rows + 0.45)
+    ax = fig.add_subplot()
+    ax.imshow(grid(images, nrow).numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_title(title, fontsize=9)
+    ax.axis("off")
+    fig.tight_layout(pad=0.2)
+    return fig

@@ -7,8 +7,10 @@ atomic checkpoints, exact resume and a stop on NaN/Inf.
 
 from __future__ import annotations
 
+import copy
 import os
 import random
+import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,6 +32,18 @@ class TrainingDiverged(RuntimeError):
 
 class CheckpointError(ValueError):
     """A checkpoint is unreadable, of the wrong kind, or does not match the model."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`train`. The message says where the last completed epoch is saved.
+
+    Resume continues exactly only from the end of an epoch, so the state written (or kept) is the
+    one at the end of the last completed epoch, never the half-done epoch's.
+    """
+
+    def __init__(self, message: str, path: Path | None = None, epoch: int = 0, step: int = 0):
+        super().__init__(message)
+        self.path, self.epoch, self.step = path, epoch, step
 
 
 @dataclass
@@ -87,7 +101,11 @@ def save_checkpoint(path: Path | str, payload: dict) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
-    torch.save(payload, partial)
+    try:
+        torch.save(payload, partial)
+    except BaseException:  # a full disk or Ctrl-C: the half-written file is of no use
+        partial.unlink(missing_ok=True)
+        raise
     os.replace(partial, path)  # atomic: a crash leaves the old checkpoint or the new one
     return path
 
@@ -100,14 +118,26 @@ def load_checkpoint(path: Path | str, kind: str | None = None) -> dict:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        raise CheckpointError(f"{path} is not a readable checkpoint ({type(error).__name__}: "
-                              f"{str(error)[:200]})") from error
+        raise CheckpointError(f"{path} is not a readable checkpoint ({unreadable_reason(error)})") from error
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a SimplestDiffusion checkpoint (format "
                               f"{payload.get('format') if isinstance(payload, dict) else type(payload).__name__!r})")
     if kind is not None and payload.get("kind") != kind:
         raise CheckpointError(f"{path} holds a {payload.get('kind')!r} model, expected {kind!r}")
     return payload
+
+
+def unreadable_reason(error: Exception) -> str:
+    """torch.load's error as one short line (its own text spans lines and may advise weights_only=False)."""
+    text = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", str(error)).split())
+    refused = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if refused:
+        return (f"loading it would call {refused.group(1)}, which weights_only=True refuses: unpickling such a "
+                f"file can run any code, and a checkpoint needs only tensors and plain data")
+    detail = re.search(r"WeightsUnpickler error: (.*?)(?: Check the documentation|$)", text)
+    if detail:
+        return f"not a torch.save file: {detail.group(1).strip() or 'unpickling failed'}"
+    return f"{type(error).__name__}: {text[:200]}"
 
 
 def load_weights(model: nn.Module, state_dict: dict, source: str = "checkpoint") -> nn.Module:
@@ -181,8 +211,10 @@ def train(model: nn.Module, loss_fn: LossFn, images: torch.Tensor, labels: torch
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
     ema = make_ema(model, cfg.ema_decay)
     result = TrainResult(model=model, ema=ema.module)
+    on_disk = None  # (epoch, step, path) of the last end-of-epoch state known to be on disk
 
     if resume is not None:
+        on_disk_path = Path(resume)
         if resume_path(resume).is_file():
             resume = resume_path(resume)
         state = load_checkpoint(resume, kind=kind)
@@ -203,6 +235,7 @@ def train(model: nn.Module, loss_fn: LossFn, images: torch.Tensor, labels: torch
         ema.load_state_dict(training["ema"])
         generator.set_state(training["generator"])
         result.losses, result.step, result.epoch = list(training["losses"]), training["step"], training["epoch"]
+        on_disk = (result.epoch, result.step, on_disk_path)
 
     def snapshot() -> dict:
         return {
@@ -221,42 +254,79 @@ def train(model: nn.Module, loss_fn: LossFn, images: torch.Tensor, labels: torch
                desc=f"train {kind}", leave=False)
     model.train()
     saved_at_step = None  # the final write is skipped when the last epoch's checkpoint already holds it
-    while result.epoch < cfg.epochs and result.step < total:
-        order = torch.randperm(len(images), generator=generator)
-        for start in range(0, len(images), cfg.batch_size):
-            batch = order[start:start + cfg.batch_size]
-            x = images[batch].to(device)  # (B, C, H, W)
-            y = labels[batch].to(device)  # (B,)
-            loss = loss_fn(model, x, y, generator)
-            if not torch.isfinite(loss):
-                bar.close()
-                raise TrainingDiverged(
-                    f"loss became {loss.item()} at step {result.step} (epoch {result.epoch}); training "
-                    f"stopped and no checkpoint was written after the last good one"
-                    f"{f' ({checkpoint_path})' if checkpoint_path else ''}. Try a lower --lr.")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
-            schedule.step()
-            ema.update_parameters(model)
-            result.step += 1
-            result.losses.append(loss.item())
-            bar.update(1)
-            bar.set_postfix(loss=f"{np.mean(result.losses[-50:]):.4f}")
-            if on_step is not None:
-                on_step(result.step, result.losses[-1])
-            if result.step >= total:
+    epoch_end = None  # the last end-of-epoch state while it is not on disk: what Ctrl-C writes
+    try:
+        while result.epoch < cfg.epochs and result.step < total:
+            order = torch.randperm(len(images), generator=generator)
+            for start in range(0, len(images), cfg.batch_size):
+                batch = order[start:start + cfg.batch_size]
+                x = images[batch].to(device)  # (B, C, H, W)
+                y = labels[batch].to(device)  # (B,)
+                loss = loss_fn(model, x, y, generator)
+                if not torch.isfinite(loss):
+                    bar.close()
+                    raise TrainingDiverged(
+                        f"loss became {loss.item()} at step {result.step} (epoch {result.epoch}); training "
+                        f"stopped and no checkpoint was written after the last good one"
+                        f"{f' ({checkpoint_path})' if checkpoint_path else ''}. Try a lower --lr.")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                optimizer.step()
+                schedule.step()
+                ema.update_parameters(model)
+                result.step += 1
+                result.losses.append(loss.item())
+                bar.update(1)
+                bar.set_postfix(loss=f"{np.mean(result.losses[-50:]):.4f}")
+                if on_step is not None:
+                    on_step(result.step, result.losses[-1])
+                if result.step >= total:
+                    break
+            if start + cfg.batch_size < len(images):  # max_steps ended the run inside an epoch
                 break
-        if start + cfg.batch_size < len(images):  # max_steps ended the run inside an epoch
-            break
-        result.epoch += 1
-        if checkpoint_path is not None and result.epoch % cfg.save_freq == 0:
+            result.epoch += 1
+            if checkpoint_path is not None:
+                epoch_end = snapshot()  # live tensors: still the end of this epoch while we write it
+                if result.epoch % cfg.save_freq == 0:
+                    write_both(checkpoint_path, epoch_end)
+                    on_disk = (result.epoch, result.step, Path(checkpoint_path))
+                    saved_at_step, epoch_end = result.step, None
+                else:  # the next epoch changes the live tensors in place: keep a copy for Ctrl-C
+                    epoch_end = copy.deepcopy(epoch_end)
+        bar.close()
+        if checkpoint_path is not None and saved_at_step != result.step:
             write_both(checkpoint_path, snapshot())
-            saved_at_step = result.step
-    bar.close()
-    if checkpoint_path is not None and saved_at_step != result.step:
-        write_both(checkpoint_path, snapshot())
+    except KeyboardInterrupt:
+        bar.close()
+        raise interrupted(result.step, checkpoint_path, epoch_end, on_disk) from None
     model.eval()
     result.ema.eval()
     return result
+
+
+def interrupted(step: int, checkpoint_path, epoch_end: dict | None, on_disk) -> TrainingInterrupted:
+    """After Ctrl-C: write the last completed epoch if it is not on disk yet; say where it is.
+
+    Only an end-of-epoch state resumes exactly (same data order, schedule and optimiser), so the
+    steps of the unfinished epoch are not saved: ``--resume`` redoes them, with the same result.
+    """
+    if epoch_end is not None:
+        epoch, epoch_step = epoch_end["training"]["epoch"], epoch_end["training"]["step"]
+        try:
+            write_both(checkpoint_path, epoch_end)
+        except OSError as error:
+            kept = f"; {on_disk[2]} still holds epoch {on_disk[0]}" if on_disk else ""
+            return TrainingInterrupted(f"interrupted at step {step}; could not save epoch {epoch} to "
+                                       f"{checkpoint_path} ({error.strerror or error}){kept}")
+        on_disk = (epoch, epoch_step, Path(checkpoint_path))
+        verb = "saved"
+    else:
+        verb = "kept"
+    if on_disk is None:
+        return TrainingInterrupted(f"interrupted at step {step}, before the first epoch ended: nothing was saved")
+    epoch, epoch_step, path = on_disk
+    redo = f" (it redoes the {step - epoch_step} step(s) of the unfinished epoch)" if step > epoch_step else ""
+    return TrainingInterrupted(f"interrupted at step {step}; {verb} the end of epoch {epoch} (step {epoch_step}) "
+                               f"in {path}: --resume {path} continues from there{redo}",
+                               path=path, epoch=epoch, step=epoch_step)

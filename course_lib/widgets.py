@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt
 import torch
 from IPython.display import display
 
-from . import ddpm, plotting
+from . import ddpm, flow, plotting
 
 
 class Explorer(widgets.VBox):
@@ -37,6 +37,27 @@ class Explorer(widgets.VBox):
         self.figure = figure
         display(figure)
         plt.close(figure)  # shown once, in the output area, not again at the end of the cell
+
+    # What a saved notebook shows. A live Jupyter shows the widget itself; a notebook opened without
+    # a running kernel (untrusted, or on a web page) cannot, and falls back to another entry of this
+    # bundle: the picture of the current state, or a line saying what the cell does; never the raw
+    # ``Explorer(children=(HBox(...`` repr.
+    PLACEHOLDER = "[interactive explorer: run this cell in Jupyter to move its controls]"
+
+    def __repr__(self) -> str:
+        return self.PLACEHOLDER
+
+    def _repr_mimebundle_(self, **kwargs) -> dict:
+        bundle = super()._repr_mimebundle_(**kwargs)
+        bundle["text/plain"] = self.PLACEHOLDER
+        if self.figure is not None:
+            import base64
+            import io
+
+            buffer = io.BytesIO()
+            self.figure.savefig(buffer, format="png", dpi=plotting.FIGURE_DPI, bbox_inches="tight")
+            bundle["image/png"] = base64.b64encode(buffer.getvalue()).decode("ascii")
+        return bundle
 
 
 def timestep_explorer(image: torch.Tensor, scheduler, step: int = 0, seed: int = 0,
@@ -73,7 +94,7 @@ def sampling_steps_explorer(model, scheduler, prediction: str = "eps", num_image
     ``ddpm.NoiseScheduler`` ``scheduler``. The starting noise is drawn once (from ``seed``, unless
     ``noise`` (N, C, H, W) is given) and kept in ``explorer.noise``: DDIM (η = 0) is deterministic, so
     the slider shows only what the number of steps changes. The title reads
-    ``DDIM {steps} steps (NFE {steps}): {seconds} s``. The slider redraws on release (each redraw
+    ``DDIM {steps} steps (NFE {steps}): {seconds} s`` ("1 step" for one). The slider redraws on release (each redraw
     runs the network ``steps`` times).
     """
     device = torch.device(device) if device is not None else scheduler.device
@@ -92,8 +113,138 @@ def sampling_steps_explorer(model, scheduler, prediction: str = "eps", num_image
         images = ddpm.sample_ddim(model, scheduler, noise.shape, steps, device=device, prediction=prediction,
                                   x_T=noise)
         seconds = time.perf_counter() - started
-        return plotting.compare_grids({f"DDIM {steps} steps (NFE {steps}): {seconds:.2f} s": images}, size=3.5)
+        title = f"DDIM {steps} step{'' if steps == 1 else 's'} (NFE {steps}): {seconds:.2f} s"
+        return plotting.compare_grids({title: images}, size=3.5)
 
     explorer = Explorer({"steps": slider}, draw)
     explorer.noise = noise
+    return explorer
+
+
+def noise_level_explorer(model, labels, guidance_scale=None, num_samples: int = 8, num_steps: int = 16,
+                         gamma: float = 1.0, max_gamma: float = 3.0, seed: int = 0,
+                         noise: torch.Tensor | None = None, device: torch.device | str = "cpu") -> Explorer:
+    """A slider over the SDE noise level γ, redrawing ``num_samples`` samples grown from ONE noise per digit.
+
+    ``model`` is a flow velocity ``model(x_t, t, labels)``; ``labels`` the digits, one row each. The
+    starting noise, one (C, H, W) image per row (from ``seed`` unless ``noise`` (len(labels), C, H, W) is
+    given), is copied ``num_samples`` times, so all variety within a row comes from the SDE's own noise,
+    which is drawn from ``seed + 1`` on every redraw (the same γ always shows the same picture). At
+    γ = 0 the sampler is the Euler ODE and each row holds one image repeated. ``explorer.images`` keeps
+    the samples on screen, (len(labels) · num_samples, C, H, W).
+    """
+    labels = torch.as_tensor(labels).long().flatten()  # (L,)
+    if noise is None:
+        size = getattr(getattr(model, "cfg", None), "img_size", 32)
+        channels = getattr(getattr(model, "cfg", None), "channels", 1)
+        noise = torch.randn(len(labels), channels, size, size, generator=torch.Generator().manual_seed(seed))
+    if len(noise) != len(labels):
+        raise ValueError(f"noise holds {len(noise)} images for {len(labels)} labels; give one per label")
+    x_1 = noise.to(device).repeat_interleave(num_samples, dim=0)  # (L*K, C, H, W), K copies of each
+    repeated = labels.to(device).repeat_interleave(num_samples)  # (L*K,)
+    slider = widgets.FloatSlider(value=gamma, min=0.0, max=max_gamma, step=0.25, description="γ (noise level)",
+                                 continuous_update=False, style={"description_width": "initial"},
+                                 layout=widgets.Layout(width="420px"))
+
+    def draw(gamma: float) -> plt.Figure:
+        started = time.perf_counter()
+        images = flow.sample_sde(model, x_1.shape, num_steps, float(gamma), repeated, guidance_scale,
+                                 torch.Generator().manual_seed(seed + 1), device, x_1)
+        seconds = time.perf_counter() - started
+        shown["images"] = images
+        if "explorer" in shown:
+            shown["explorer"].images = images
+        rows = {f"digit {label}": images[i * num_samples:(i + 1) * num_samples]
+                for i, label in enumerate(labels.tolist())}
+        kind = "Euler ODE" if gamma == 0 else "SDE"
+        return plotting.same_noise_grid(rows, f"{kind}, γ = {gamma:g}, {num_steps} steps: {num_samples} samples "
+                                              f"from one noise per row ({seconds:.1f} s)")
+
+    shown = {}  # the constructor draws once before ``explorer`` exists; later draws update it
+    explorer = Explorer({"gamma": slider}, draw)
+    explorer.noise, explorer.images, shown["explorer"] = noise, shown["images"], explorer
+    return explorer
+
+
+def guidance_explorer(model, scheduler, prediction: str = "v", digit: int = 4, guidance_scale: float = 1.0,
+                      num_images: int = 8, steps: int = 20, max_guidance: float = 8.0, seed: int = 0,
+                      noise: torch.Tensor | None = None, device: torch.device | str | None = None) -> Explorer:
+    """A digit selector and a guidance slider, redrawing a grid of guided DDIM samples from fixed x_T.
+
+    ``model`` is a class-conditional ``model(x_t, t, labels)`` (NULL_LABEL = no label) trained for
+    ``prediction`` on ``scheduler``. The starting noise (from ``seed`` unless ``noise`` (N, C, H, W) is
+    given) is drawn once and kept in ``explorer.noise``; DDIM (η = 0) is deterministic, so the picture
+    changes only with the digit and the guidance. ``explorer.images`` holds the samples on screen. Each
+    redraw costs ``steps`` batched passes over 2 × N images (conditional and unconditional).
+    """
+    device = torch.device(device) if device is not None else scheduler.device
+    if noise is None:
+        size = getattr(getattr(model, "cfg", None), "img_size", 32)
+        channels = getattr(getattr(model, "cfg", None), "channels", 1)
+        noise = torch.randn(num_images, channels, size, size, generator=torch.Generator().manual_seed(seed))
+    noise = noise.to(device)
+    digits = widgets.Dropdown(options=list(range(10)), value=digit, description="digit",
+                              layout=widgets.Layout(width="160px"))
+    slider = widgets.FloatSlider(value=guidance_scale, min=0.0, max=max_guidance, step=0.5, description="guidance",
+                                 continuous_update=False, layout=widgets.Layout(width="380px"))
+
+    def draw(digit: int, guidance_scale: float) -> plt.Figure:
+        started = time.perf_counter()
+        labels = torch.full((len(noise),), digit, device=device)
+        images = ddpm.sample_ddim(model, scheduler, noise.shape, steps, labels=labels,
+                                  guidance_scale=float(guidance_scale), device=device, prediction=prediction,
+                                  x_T=noise)
+        seconds = time.perf_counter() - started
+        shown["images"] = images
+        if "explorer" in shown:
+            shown["explorer"].images = images
+        title = f"digit {digit}, guidance {guidance_scale:g}: DDIM {steps} steps ({seconds:.1f} s)"
+        return plotting.compare_grids({title: images}, nrow=min(4, len(images)), size=3.5)
+
+    shown = {}  # the constructor draws once before ``explorer`` exists; later draws update it
+    explorer = Explorer({"digit": digits, "guidance_scale": slider}, draw)
+    explorer.noise, explorer.images, shown["explorer"] = noise, shown["images"], explorer
+    return explorer
+
+
+def flow_steps_explorer(model, labels, guidance_scale=None, steps: int = 4, method: str = "heun",
+                        max_steps: int = 50, methods=("euler", "heun", "midpoint"), seed: int = 0,
+                        noise: torch.Tensor | None = None, device: torch.device | str = "cpu") -> Explorer:
+    """A slider over the ODE steps (1 to ``max_steps``) and a method toggle, redrawing flow samples from fixed noise.
+
+    ``model`` is a flow velocity ``model(x_t, t, labels)``; ``labels`` the digits to draw, one image each
+    (None for an unconditional model). The starting noise x_1 (from ``seed`` unless ``noise``
+    (len(labels), C, H, W) is given) is drawn once and kept in ``explorer.noise``; the ODE is
+    deterministic, so the picture changes only with the steps and the method. ``explorer.images`` holds
+    the samples on screen. The title gives the NFE (network evaluations per image, ``flow.nfe``; with
+    guidance each is one batched pass of 2 × N images) and the time the redraw took.
+    """
+    if method not in methods:
+        raise ValueError(f"method {method!r} is not among the toggle's {methods}")
+    labels = None if labels is None else torch.as_tensor(labels).long().flatten().to(device)  # (N,)
+    if noise is None:
+        if labels is None:
+            raise ValueError("give labels or the noise, so the explorer knows how many images to draw")
+        size = getattr(getattr(model, "cfg", None), "img_size", 32)
+        channels = getattr(getattr(model, "cfg", None), "channels", 1)
+        noise = torch.randn(len(labels), channels, size, size, generator=torch.Generator().manual_seed(seed))
+    noise = noise.to(device)
+    slider = widgets.IntSlider(value=steps, min=1, max=max_steps, description="ODE steps",
+                               continuous_update=False, style={"description_width": "initial"},
+                               layout=widgets.Layout(width="380px"))
+    toggle = widgets.ToggleButtons(options=list(methods), value=method, style={"button_width": "80px"})
+
+    def draw(steps: int, method: str) -> plt.Figure:
+        started = time.perf_counter()
+        images = flow.sample_ode(model, noise.shape, steps, method, labels, guidance_scale, device=device, x_1=noise)
+        seconds = time.perf_counter() - started
+        shown["images"] = images
+        if "explorer" in shown:
+            shown["explorer"].images = images
+        title = f"{method}, {steps} step{'s' if steps > 1 else ''} = {flow.nfe(method, steps)} NFE ({seconds:.2f} s)"
+        return plotting.wide_grid(images, title, nrow=min(10, len(images)))
+
+    shown = {}  # the constructor draws once before ``explorer`` exists; later draws update it
+    explorer = Explorer({"steps": slider, "method": toggle}, draw)
+    explorer.noise, explorer.images, shown["explorer"] = noise, shown["images"], explorer
     return explorer

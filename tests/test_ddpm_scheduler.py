@@ -35,6 +35,34 @@ def test_alpha_bar_is_the_cumulative_product(scheduler):
     assert scheduler.alpha_bars_prev[0].item() == 1.0
 
 
+def test_step_index_convention():
+    """BOOK_DESIGN §1: ``step`` is the paper's t minus one; step 0 is the first *noised* image.
+
+    Guards against the off-by-one that writes "t = 0" for both the clean image and step 0.
+    """
+    s = ddpm.NoiseScheduler()
+    assert s.alpha_bars[0].item() == pytest.approx(1 - 1e-4, abs=1e-7)  # ᾱ at step 0 = 1 - β₁ = 0.9999
+    assert s.alpha_bars_prev[0].item() == 1.0  # the clean image x_0: ᾱ = 1, no step index of its own
+    torch.testing.assert_close(s.alpha_bars_prev[1:], s.alpha_bars[:-1])
+    # the network sees time (step + 1) / T: step 0 is t = 1/T, never the clean t = 0
+    torch.testing.assert_close(s.step_to_time(torch.tensor([0, 499, 999])), torch.tensor([0.001, 0.5, 1.0]))
+    # noising to step 0 adds noise of std sqrt(1 - 0.9999) = 0.01: step 0 is not the clean image
+    x0 = torch.zeros(20_000, 1, 1, 1)
+    x_t, _ = s.noise_image(x0, 0, generator=torch.Generator().manual_seed(0))
+    assert x_t.std().item() == pytest.approx(0.01, rel=0.03)
+    # the reverse step at step 0 is the one that lands on x_0: no noise is added there
+    assert s.posterior_mean_variance(x_t[:2], 0, torch.zeros_like(x_t[:2]))[1].max().item() == 0.0
+
+
+def test_cosine_betas_are_clipped_at_0_999():
+    """Without the clip, β_T = 1 and ᾱ_T = 0 (infinite noise-to-signal at the last step)."""
+    s = ddpm.NoiseScheduler(schedule="cosine")
+    assert s.betas[-1].item() == pytest.approx(0.999, abs=1e-6)
+    assert (s.betas[:-1] < 0.999).all()  # only the last step reaches the clip
+    assert s.betas[-2].item() == pytest.approx(0.75, abs=1e-4)
+    assert s.alpha_bars[-1].item() == pytest.approx(2.43e-9, rel=0.01)
+
+
 def test_cosine_alpha_bar_follows_its_formula():
     s = ddpm.NoiseScheduler(schedule="cosine")
     f = lambda u: math.cos((u + 0.008) / 1.008 * math.pi / 2) ** 2  # noqa: E731
@@ -92,8 +120,34 @@ def test_reverse_step_uses_the_gaussian_posterior(variance):
     torch.testing.assert_close(var.double(), true_var.expand_as(var), atol=1e-9, rtol=1e-4)
 
 
-def test_last_step_adds_no_noise():
-    s = ddpm.NoiseScheduler()
+@pytest.mark.parametrize("variance", ["posterior", "beta"])
+def test_reverse_step_draws_the_posterior_mean_plus_its_std_times_the_noise(variance):
+    """The whole step, as the sampler runs it: x_{t-1} = mean + sqrt(variance) z, against float64.
+
+    Guards against a variance scaled, shifted by one step or replaced inside the step itself.
+    """
+    s = ddpm.NoiseScheduler(variance=variance)
+    gen = torch.Generator().manual_seed(5)
+    t = torch.tensor([0, 1, 2, 50, 400, 998, 999])
+    x_t = torch.randn(7, 1, 3, 3, generator=gen, dtype=torch.float64)
+    eps = torch.randn(7, 1, 3, 3, generator=gen, dtype=torch.float64)
+    z = torch.randn(7, 1, 3, 3, generator=gen, dtype=torch.float64)
+    out = s.sample_prev_image_distribution(x_t.float(), t, eps.float(), noise=z.float())
+
+    betas = torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64)
+    abar = torch.cumprod(1 - betas, 0)
+    abar_prev = torch.cat([torch.ones(1, dtype=torch.float64), abar[:-1]])
+    b, ab, abp = (v[t].view(-1, 1, 1, 1) for v in (betas, abar, abar_prev))
+    mean = (x_t - b / (1 - ab).sqrt() * eps) / (1 - b).sqrt()
+    var = b * (1 - abp) / (1 - ab) if variance == "posterior" else b
+    var = var * (t > 0).view(-1, 1, 1, 1)  # step 0 lands on x_0: no noise
+    torch.testing.assert_close(out.double(), mean + var.sqrt() * z, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("variance", ["posterior", "beta"])
+def test_last_step_adds_no_noise(variance):
+    """With ``variance="beta"`` the table holds β₁ = 1e-4 > 0 at step 0, so only the mask keeps it clean."""
+    s = ddpm.NoiseScheduler(variance=variance)
     x_t = torch.randn(3, 1, 4, 4)
     eps = torch.randn(3, 1, 4, 4)
     a = s.sample_prev_image_distribution(x_t, 0, eps, generator=torch.Generator().manual_seed(0))
@@ -108,7 +162,12 @@ def test_last_step_adds_no_noise():
 
 
 def test_oracle_noise_walks_back_to_the_image():
-    """Driven by the true ε of a single known image, the reverse chain ends on that image."""
+    """Driven by the true ε of a single known image, the reverse chain ends on that image.
+
+    This checks the mean of the last step only: given the true ε, the noise-free step 0 maps any
+    x at step 0 to x_0 by algebra, whatever the variances before it did. The variances are pinned by
+    the float64 tests above and by the marginal test in test_ddpm_sampling.py.
+    """
     s = ddpm.NoiseScheduler()
     gen = torch.Generator().manual_seed(3)
     x0 = torch.rand(2, 1, 8, 8, generator=gen) * 2 - 1
@@ -123,7 +182,8 @@ def test_oracle_noise_walks_back_to_the_image():
 @pytest.mark.parametrize("bad_t, error", [
     (-1, ValueError), (1000, ValueError), (torch.tensor([0, 1]), ValueError),
     (torch.tensor([[1, 2, 3]]), ValueError), (0.5, TypeError), (torch.tensor([0.5, 1.0, 2.0]), TypeError),
-    ("3", TypeError),
+    ("3", TypeError), (True, TypeError), (torch.tensor([True, False, True]), TypeError),
+    (torch.tensor(True), TypeError),
 ])
 def test_invalid_t_raises(bad_t, error):
     s = ddpm.NoiseScheduler()
@@ -142,3 +202,14 @@ def test_bad_scheduler_arguments_raise():
         ddpm.NoiseScheduler(beta_start=0.1, beta_end=0.01)
     with pytest.raises(ValueError, match="pred_noise"):
         ddpm.NoiseScheduler().sample_prev_image_distribution(torch.zeros(2, 1, 4, 4), 3, torch.zeros(2, 1, 4))
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 4, 4), (3, 1, 1, 1), (3, 1, 4), (4, 1, 4, 4)])
+def test_a_noise_of_another_shape_is_refused(shape):
+    """One noise broadcast over a batch would make every image share it: refuse, do not broadcast."""
+    s = ddpm.NoiseScheduler()
+    x = torch.zeros(3, 1, 4, 4)
+    with pytest.raises(ValueError, match="noise has shape"):
+        s.noise_image(x, 5, noise=torch.zeros(shape))
+    with pytest.raises(ValueError, match="noise has shape"):
+        s.sample_prev_image_distribution(x, 5, torch.zeros_like(x), noise=torch.zeros(shape))

@@ -107,3 +107,27 @@ def test_frechet_formula_on_gaussians_with_known_answer():
     rotated = evaluation.frechet_from_statistics(rotation @ mu1, rotation @ c1 @ rotation.T,
                                                  rotation @ mu2, rotation @ c2 @ rotation.T)
     assert rotated == pytest.approx(expected, rel=1e-8)
+
+
+def test_zero_one_images_are_refused_and_sampler_overshoot_is_accepted(test_split):
+    """[0, 1] images fit inside [-1, 1] but have no black (-1) background, so the judge would misread
+    them. Samples overshoot [-1, 1] (guided ones measured up to 3.3) and pass."""
+    images, labels = test_split
+    zero_one = (images[:200] + 1) / 2
+    for fn in (lambda x: evaluation.class_accuracy(x, labels[:200]), evaluation.frechet_distance,
+               evaluation.mean_confidence, evaluation.class_histogram):
+        with pytest.raises(ValueError, match=r"must be in \[-1, 1\].*\[0, 1\] images with x \* 2 - 1"):
+            fn(zero_one)
+    assert evaluation.class_accuracy(zero_one * 2 - 1, labels[:200]) >= 0.99  # the suggested fix works
+    overshoot = images[:200] * 1.25  # as far out as the unconditional DDPM's samples went, on both sides
+    assert evaluation.class_accuracy(overshoot, labels[:200]) >= 0.99
+    guided = images[:200].clone()
+    guided[guided > 0.5] = 3.3  # strokes as bright as guidance 10 made them
+    assert evaluation.class_accuracy(guided, labels[:200]) >= 0.99
+    with pytest.raises(ValueError, match="x / 127.5 - 1"):
+        evaluation.class_accuracy((images[:200] + 1) * 127.5, labels[:200])  # [0, 255] images
+    for edge in (-1 - evaluation.RANGE_SLACK - 0.01, 1 + evaluation.RANGE_SLACK + 0.01):
+        bad = images[:4].clone()
+        bad[0, 0, 0, 0] = edge
+        with pytest.raises(ValueError, match="must be in"):
+            evaluation.mean_confidence(bad)

@@ -57,6 +57,28 @@ def test_reverse_animation_gif_shows_the_tiled_frames_in_order():
 def test_reverse_animation_gif_refuses_an_empty_chain():
     with pytest.raises(ValueError, match="at least one frame"):
         plotting.reverse_animation_gif([])
+    with pytest.raises(ValueError, match="2 labels for 3 frames"):
+        plotting.reverse_animation_gif(reverse_frames(3), labels=["a", "b"])
+
+
+def test_reverse_animation_gif_labels_each_frame_above_an_unchanged_grid():
+    frames = reverse_frames(3, n=4)
+    labels = ["step 999", "step 500", "result"]
+    plain = Image.open(io.BytesIO(plotting.reverse_animation_gif(frames, scale=3, levels=256)))
+    labelled = Image.open(io.BytesIO(plotting.reverse_animation_gif(frames, scale=3, levels=256, labels=labels,
+                                                                    font_size=20)))
+    band = labelled.height - plain.height
+    assert labelled.width == plain.width == 3 * (2 * 34 + 2) and band == 30
+    captions = []
+    for index in range(3):
+        plain.seek(index)
+        labelled.seek(index)
+        shown = np.array(labelled.convert("L"))
+        assert (shown[band:] == np.array(plain.convert("L"))).all()  # the grid itself is untouched
+        caption = shown[:band]
+        assert caption.min() < 100 and (caption > 200).mean() > 0.7  # dark text on a white band
+        captions.append(caption)
+    assert not (captions[0] == captions[1]).all() and not (captions[1] == captions[2]).all()
 
 
 # ---------------------------------------------------------------------------- patchify

@@ -144,3 +144,27 @@ def test_bad_train_config_raises():
         training.TrainConfig(batch_size=0)
     with pytest.raises(ValueError, match="lr_decay_rate"):
         training.TrainConfig(lr_decay_rate=1.5)
+
+
+def test_weights_holding_nan_or_inf_are_refused_with_their_names(tmp_path):
+    """A diverged run's weights must not load silently: sampling would return NaN images."""
+    model = dit.DiT(dit.preset("tiny"))
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    state["blocks.1.mlp.0.weight"][3, 4] = float("nan")
+    state["final.linear.bias"][0] = float("-inf")
+    with pytest.raises(training.CheckpointError, match=r"holds NaN or Inf in \['blocks.1.mlp.0.weight', "
+                                                         r"'final.linear.bias'\]"):
+        training.load_weights(dit.DiT(dit.preset("tiny")), state, "broken.pt")
+
+
+def test_a_config_that_contradicts_the_weights_is_named_field_by_field():
+    """img_size 64 with 32-pixel position embeddings (and other shape-visible fields) are caught by name."""
+    from course_lib import cli
+
+    weights = dit.DiT(dit.preset("book")).state_dict()
+    claims = dit.preset("book", img_size=64, depth=4, dim=64, conv_head=False, skip=False)
+    found = cli.config_disagreements(claims, weights)
+    assert found == ["dim 64 in the config but 128 in the weights", "img_size 64 in the config but 32 in the weights",
+                     "depth 4 in the config but 6 in the weights", "skip False in the config but True in the weights",
+                     "conv_head False in the config but True in the weights"]
+    assert cli.config_disagreements(dit.preset("book"), weights) == []

@@ -56,6 +56,41 @@ def test_moving_the_slider_redraws_x_t_with_its_alpha_bar(digit):
     assert _title(explorer).startswith("step 0:")
 
 
+def test_timestep_figure_keeps_its_layout_and_readable_text_at_every_step(digit):
+    """Moving the slider must not move the axes or flip the legend (it did at step 999); text >= 10 pt."""
+    scheduler = ddpm.NoiseScheduler()
+    explorer = widgets.timestep_explorer(digit, scheduler, step=0)
+    layouts = []
+    for step in (0, 250, 998, 999):
+        explorer.controls["step"].value = step
+        figure = explorer.figure
+        figure.canvas.draw()
+        legend = figure.axes[1].get_legend()
+        layouts.append(([tuple(ax.get_position().bounds) for ax in figure.axes], legend._loc,
+                        figure.axes[1].get_xlim(), figure.axes[1].get_ylim(),
+                        legend.get_window_extent().bounds))
+        sizes = [figure.axes[0].title.get_fontsize(), figure.axes[1].title.get_fontsize(),
+                 *(text.get_fontsize() for text in legend.get_texts())]
+        assert min(sizes) >= 10, sizes
+    assert all(layout == layouts[0] for layout in layouts), layouts
+
+
+def test_a_saved_explorer_shows_a_picture_and_a_sentence_not_its_repr(digit):
+    """Without a live kernel, Jupyter falls back from the widget to the bundle's other entries."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    explorer = widgets.timestep_explorer(digit, ddpm.NoiseScheduler(), step=250)
+    bundle = explorer._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle  # a live kernel still gets the slider
+    assert bundle["text/plain"] == repr(explorer) == widgets.Explorer.PLACEHOLDER
+    assert "Explorer(children" not in bundle["text/plain"]
+    picture = Image.open(io.BytesIO(base64.b64decode(bundle["image/png"])))
+    assert picture.format == "PNG" and picture.width > 500  # the starting state, at the figure's size
+
+
 # ---------------------------------------------------------------------------- sampling steps
 @pytest.fixture
 def random_dit():
@@ -84,6 +119,8 @@ def test_moving_the_steps_slider_redraws_and_returning_is_deterministic(random_d
     explorer = widgets.sampling_steps_explorer(random_dit, scheduler, prediction="v", num_images=4,
                                                steps=2, max_steps=20)
     first_figure, first_pixels = explorer.figure, _shown_pixels(explorer)
+    explorer.controls["steps"].value = 1
+    assert _title(explorer).startswith("DDIM 1 step (NFE 1):")  # not "1 steps"
     explorer.controls["steps"].value = 10
     assert explorer.figure is not first_figure
     assert _title(explorer).startswith("DDIM 10 steps (NFE 10):")
