@@ -60,6 +60,9 @@ PRESETS = {
     "small": DiTConfig(dim=128, depth=4, heads=4),  # the first shipped DDPM: ~0.6 s per batch-128 step on 2 cores
     # the recipe search's candidate (benchmarks/RESULTS.md): long skips and a conv head over `small`
     "book": DiTConfig(dim=128, depth=6, heads=4, skip=True, conv_head=True),
+    # the learner-budget recipe (notebook 04): `book`'s skips and head at half the width, ~8x faster on a CPU;
+    # the shipped CFG and flow checkpoints use it because CPU hours buy more with it
+    "learner": DiTConfig(dim=64, depth=4, heads=4, skip=True, conv_head=True),
 }
 CONV_HEAD_CHANNELS = 16  # features per pixel that the head's 3x3 convolution mixes
 

@@ -179,6 +179,11 @@ def open_and_run_all(page, url: str, name: str) -> dict:
     page.goto(f"{url}/lab/tree/{name}", wait_until="domcontentloaded", timeout=300_000)
     wait_for(page, lambda: page.evaluate(NOTEBOOK_STATE) and page.evaluate(NOTEBOOK_STATE)["kernel"] == "idle",
              300, f"{name}: the kernel to start")
+    # a notebook saved with outputs has every cell numbered already: clear them first (that also resets
+    # the execution counts), or "all cells ran" would hold before Run All has started
+    page.evaluate("() => window.jupyterapp.commands.execute('notebook:clear-all-cell-outputs')")
+    wait_for(page, lambda: page.evaluate(NOTEBOOK_STATE)["unrun"] == page.evaluate(NOTEBOOK_STATE)["code_cells"],
+             60, f"{name}: its saved outputs to clear")
     page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
 
     def finished():
@@ -229,6 +234,10 @@ def test_every_slider_moves_and_redraws_its_figure(lab, browser, name):
         state = open_and_run_all(page, lab, name)
         ran_s = time.monotonic() - started
         sliders = page.locator(".jp-Notebook .widget-slider")
+        try:  # a widget view is built after its output arrives
+            sliders.first.wait_for(state="attached", timeout=60_000)
+        except Exception:  # noqa: BLE001 - playwright's TimeoutError; the assertion below says what is wrong
+            pass
         count = sliders.count()
         assert count >= 1, f"{name} has a slider in its source, but none is on the page (widgets did not render)"
         for index in range(count):
