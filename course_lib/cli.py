@@ -142,7 +142,7 @@ def build_parser(prog: str = "python -m course_lib") -> argparse.ArgumentParser:
                        help="cfg/flow: 0 unconditional, 1 conditional, >1 guided (default: the checkpoint's)")
     infer.add_argument("--num_images", type=positive_int, default=64, help="how many images in the grid")
     infer.add_argument("--sampler", default=None,
-                       help="ddpm/cfg: ddpm or ddim [ddim]; flow: euler, heun, midpoint or sde [heun]")
+                       help="ddpm/cfg: ddpm or ddim [ddim]; flow: euler, heun, midpoint or sde [euler]")
     infer.add_argument("--steps", type=positive_int, default=None,
                        help="sampler steps (ddim 50, euler 8, heun 4, midpoint 4, sde 32); ddpm always uses all T")
     infer.add_argument("--gamma", type=finite_float, default=None, help="flow sde: noise level γ in σ(t)² = γ·t [1]")
@@ -310,7 +310,9 @@ def check_resume(path: Path, kind: str, model_config: dict, train_cfg, settings:
 def run_infer(args) -> None:
     from . import ddpm, flow, plotting, training
 
-    sampler = args.sampler or ("heun" if args.kind == "flow" else "ddim")
+    # flow: Euler with 8 steps, not Heun with 4 (same 8 NFE): on the shipped model Heun's 4 steps leave a noise
+    # speckle, Fréchet 359 against Euler's 132 (notebook 06, N = 200; RESULTS.md, "Quality sweep: nfe")
+    sampler = args.sampler or ("euler" if args.kind == "flow" else "ddim")
     if sampler not in SAMPLERS[args.kind]:
         raise UsageError(f"--sampler {sampler}: {args.kind} models sample with {', '.join(SAMPLERS[args.kind])}")
     forbid(args, CONDITIONAL, "label", "guidance_scale")

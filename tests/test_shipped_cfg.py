@@ -5,10 +5,12 @@ import torch
 from course_lib import cli, config, ddpm, evaluation, guidance
 
 CFG_PATH = config.CHECKPOINT_DIR / "ddpm_cfg.pt"
-# Measured on the shipped file of 26 Nov 12:48 UTC (938 CPU steps, recommended guidance 3): the judge read
-# 20 of 20 fours as 4 with this test's seed 0, and 19-20 of 20 (mean 19.75) over seeds 0-7 with DDIM 20
-# (fast mode); 18-20 of 20 (mean 19.6) with DDIM 50. A model that ignored the label would score about 10 %.
-MIN_FOUR_RATE = 0.8
+# Measured on the shipped file of 26 Nov 15:00 UTC (preset learner, 5,628 CPU steps, recommended guidance 2):
+# the judge read 20 of 20 fours as 4 for each of the seeds 0-5, with DDIM 20 (fast mode) and with DDIM 50; the
+# guidance sweep (RESULTS.md) reads 99.5 % of 1000 mixed digits right at this setting. A model that ignored the
+# label would score about 10 %. The threshold allows one miss in 20, so a model that draws 4s only most of
+# the time fails. Remeasure when the file changes.
+MIN_FOUR_RATE = 0.95
 
 
 def test_shipped_cfg_checkpoint_is_small_and_documented():
