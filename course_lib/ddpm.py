@@ -226,6 +226,8 @@ def ddim_steps(model, scheduler: NoiseScheduler, shape, num_steps: int = 50, lab
                guidance_scale: float | None = None):
     """Deterministic DDIM (η = 0) over ``num_steps`` evenly spaced steps; yields ``(step, x)``."""
     model = _with_guidance(model, guidance_scale)
+    if isinstance(num_steps, bool) or not isinstance(num_steps, int):  # 2.5 would fail deep inside linspace
+        raise ValueError(f"num_steps must be an integer in [1, {scheduler.num_steps}], got {num_steps!r}")
     if not 1 <= num_steps <= scheduler.num_steps:
         raise ValueError(f"num_steps must lie in [1, {scheduler.num_steps}], got {num_steps}")
     x = _randn(shape, generator, device) if x_T is None else x_T.to(device)  # (B, C, H, W)

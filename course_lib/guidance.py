@@ -31,7 +31,10 @@ def drop_labels(labels: torch.Tensor, p_uncond: float, generator: torch.Generato
 
 def check_labels(labels: torch.Tensor) -> torch.Tensor:
     """Labels for sampling must be digits 0-9 (the null label is the sampler's business)."""
-    labels = torch.as_tensor(labels)
+    try:
+        labels = torch.as_tensor(labels)
+    except (TypeError, ValueError, RuntimeError) as error:  # "four", ["4"], None: torch's own message says less
+        raise TypeError(f"labels must be integers 0-{NUM_CLASSES - 1}, got {labels!r}") from error
     if labels.is_floating_point() or labels.dtype == torch.bool:
         raise TypeError(f"labels must be integers 0-{NUM_CLASSES - 1}, got dtype {labels.dtype}")
     if labels.numel() and (labels.min() < 0 or labels.max() >= NUM_CLASSES):

@@ -251,18 +251,18 @@ def test_the_library_raises_one_clear_error_and_writes_nothing(world, tmp_path, 
     assert not world["marker"].exists()
 
 
-@pytest.mark.xfail(strict=True, reason="library gap: guidance.check_labels('four') raises torch's "
-                                        "\"new(): invalid data type 'str'\", which does not say labels must be digits")
 def test_labels_given_as_text_get_a_clear_message():
-    with pytest.raises((TypeError, ValueError), match="labels must be"):
+    """Guards: torch's "new(): invalid data type 'str'" reaching the learner instead of what labels must be."""
+    with pytest.raises(TypeError, match="labels must be integers 0-9, got 'four'"):
         guidance.check_labels("four")
 
 
-@pytest.mark.xfail(strict=True, reason="library gap: ddpm.sample_ddim(num_steps=2.5) fails inside torch.linspace "
-                                        "instead of saying num_steps must be an integer")
 def test_ddim_steps_not_integer_get_a_clear_message():
-    with pytest.raises((TypeError, ValueError), match="num_steps must"):
+    """Guards: a non-integer step count failing inside torch.linspace with a message about dtypes."""
+    with pytest.raises(ValueError, match=r"num_steps must be an integer in \[1, 1000\], got 2.5"):
         ddpm.sample_ddim(zero_noise, SCHEDULER, SHAPE, 2.5)
+    with pytest.raises(ValueError, match="num_steps must be an integer"):
+        ddpm.sample_ddim(zero_noise, SCHEDULER, SHAPE, True)
 
 
 def test_the_library_accepts_large_guidance_the_command_line_refuses():
