@@ -163,6 +163,24 @@ def class_accuracy(images: torch.Tensor, labels: torch.Tensor, judge: Judge | No
     return (predictions == labels.cpu()).float().mean().item()
 
 
+def wilson_interval(accuracy: float, n: int, z: float = 1.0) -> tuple[float, float]:
+    """Wilson score interval (low, high) for a share ``accuracy`` of ``n`` trials, ``z`` standard errors wide.
+
+    The textbook ``a ± z·sqrt(a (1 - a) / n)`` shrinks to zero width at a = 0 or 1, as if 200 correct
+    digits out of 200 proved the accuracy is exactly 100 %; the Wilson interval is the set of true
+    shares p for which the observed one lies within z standard errors sqrt(p (1 - p) / n) of p, so it
+    keeps a width of about z² / n there (200/200 at z = 1: 99.5 % to 100 %) and stays inside [0, 1].
+    """
+    if not 0.0 <= accuracy <= 1.0 or n < 1:
+        raise ValueError(f"need a share in [0, 1] and n >= 1, got accuracy={accuracy}, n={n}")
+    shrink = 1.0 + z * z / n
+    centre = (accuracy + z * z / (2 * n)) / shrink
+    half = z * (accuracy * (1 - accuracy) / n + z * z / (4 * n * n)) ** 0.5 / shrink
+    # the interval always holds the observed share; min/max only undo rounding (at 100 %, centre + half
+    # can come out as 0.9999999999999999)
+    return max(0.0, min(accuracy, centre - half)), min(1.0, max(accuracy, centre + half))
+
+
 def class_histogram(images: torch.Tensor, judge: Judge | None = None) -> torch.Tensor:
     """Share of images the judge assigns to each digit, (10,) summing to 1."""
     predictions = judge_logits(images, judge).argmax(1).cpu()

@@ -374,7 +374,8 @@ def quality_against(series: dict, xlabel: str, floor: float | None = None, log_x
     ``series`` maps a sampler's name to a list of ``(x, class_accuracy, frechet)``; ``floor`` is the
     Fréchet distance of real images at the same N, drawn as a dashed line. ``log_x`` spaces x by
     powers of 2 (for NFE) and labels the measured values. With ``n``, the number of images behind
-    each accuracy, its error bars are ± one binomial standard error, sqrt(a (1 - a) / n).
+    each accuracy, its error bars are the one-standard-error Wilson interval
+    (:func:`course_lib.evaluation.wilson_interval`), which keeps a width at 0 % and 100 %.
     """
     from matplotlib.ticker import NullFormatter, ScalarFormatter
 
@@ -382,14 +383,20 @@ def quality_against(series: dict, xlabel: str, floor: float | None = None, log_x
     left, right = fig.subplots(1, 2)
     for name, points in series.items():
         xs, accuracies, distances = zip(*points, strict=True)
-        errors = [100 * (a * (1 - a) / n) ** 0.5 for a in accuracies] if n else None
+        errors = None
+        if n:
+            from .evaluation import wilson_interval  # local import: plotting stays importable without the judge
+
+            bounds = [wilson_interval(a, n) for a in accuracies]
+            errors = [[100 * (a - low) for a, (low, _) in zip(accuracies, bounds, strict=True)],
+                      [100 * (high - a) for a, (_, high) in zip(accuracies, bounds, strict=True)]]
         left.errorbar(xs, [100 * a for a in accuracies], yerr=errors, marker="o", capsize=3, label=name)
         right.plot(xs, distances, marker="o", label=name)
     if floor is not None:
         right.axhline(floor, color="gray", ls="--", lw=1.0, label=f"real-data floor {floor:.1f}")
     left.set_ylabel("class accuracy (%)")
     if n:
-        left.set_title(f"error bars: ± 1 standard error at N = {n}", fontsize=8)
+        left.set_title(f"bars: 1-standard-error Wilson interval at N = {n}", fontsize=8)
     right.set_ylabel("Fréchet distance")
     right.set_yscale("log")
     for ax in (left, right):

@@ -131,3 +131,29 @@ def test_zero_one_images_are_refused_and_sampler_overshoot_is_accepted(test_spli
         bad[0, 0, 0, 0] = edge
         with pytest.raises(ValueError, match="must be in"):
             evaluation.mean_confidence(bad)
+
+
+@pytest.mark.parametrize("accuracy, n, z", [(0.5, 100, 1.0), (0.9, 200, 1.0), (0.995, 1000, 2.0), (0.3, 7, 1.5)])
+def test_wilson_interval_ends_lie_z_standard_errors_from_the_observed_share(accuracy, n, z):
+    # the defining closed form: at each end p, |accuracy - p| = z sqrt(p (1 - p) / n); guards against the
+    # textbook interval (standard error taken at the observed share) and a dropped z²/(4n²) term
+    low, high = evaluation.wilson_interval(accuracy, n, z)
+    assert low < accuracy < high
+    for p in (low, high):
+        assert abs(accuracy - p) == pytest.approx(z * (p * (1 - p) / n) ** 0.5, rel=1e-9)
+
+
+def test_wilson_interval_keeps_a_width_at_0_and_100_percent():
+    # 200 of 200 right: the true share could still be 200/201 (z = 1), not only 100 %
+    assert evaluation.wilson_interval(1.0, 200) == pytest.approx((200 / 201, 1.0), abs=1e-12)
+    assert evaluation.wilson_interval(0.0, 200, z=2.0) == pytest.approx((0.0, 4 / 204), abs=1e-12)
+    for n in range(1, 300):  # the ends never cross the observed share, not even by rounding
+        assert evaluation.wilson_interval(1.0, n)[1] == 1.0 and evaluation.wilson_interval(0.0, n)[0] == 0.0
+    low, high = evaluation.wilson_interval(0.5, 100)
+    assert (low, high) == pytest.approx((0.5 - 0.002525 ** 0.5 / 1.01, 0.5 + 0.002525 ** 0.5 / 1.01), abs=1e-12)
+
+
+@pytest.mark.parametrize("accuracy, n", [(1.5, 10), (-0.1, 10), (0.5, 0)])
+def test_wilson_interval_refuses_a_share_outside_0_1_or_no_trials(accuracy, n):
+    with pytest.raises(ValueError, match="share in"):
+        evaluation.wilson_interval(accuracy, n)

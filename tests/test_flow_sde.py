@@ -11,7 +11,7 @@ import math
 import pytest
 import torch
 
-from course_lib import flow
+from course_lib import evaluation, flow
 
 MU, S = 0.5, 0.3
 
@@ -269,6 +269,7 @@ def test_sde_figures_draw():
     fig = plotting.quality_against({"Euler": [(8, 0.9, 50.0), (16, 0.95, 40.0)]}, "NFE", floor=10.0, log_x=True)
     assert [ax.get_ylabel() for ax in fig.axes] == ["class accuracy (%)", "Fréchet distance"]
     fig = plotting.quality_against({"SDE": [(0.0, 0.5, 50.0), (1.0, 0.9, 40.0)]}, "γ", n=100)
-    bars = fig.axes[0].containers[0]  # the error bars: ± sqrt(a (1 - a) / n), in percent
-    spans = [segment[1, 1] - segment[0, 1] for segment in bars.lines[2][0].get_segments()]
-    assert spans == pytest.approx([10.0, 6.0])
+    bars = fig.axes[0].containers[0]  # the error bars: the Wilson interval at z = 1, in percent
+    ends = [end for segment in bars.lines[2][0].get_segments() for end in (segment[0, 1], segment[1, 1])]
+    wilson = [*evaluation.wilson_interval(0.5, 100), *evaluation.wilson_interval(0.9, 100)]
+    assert ends == pytest.approx([100 * end for end in wilson])
