@@ -27,6 +27,7 @@ from course_lib import cli, config, ddpm, evaluation, flow, training  # noqa: E4
 
 GUIDANCE_SCALES = (0.0, 1.0, 1.5, 2.0, 3.0, 5.0)
 NFES = (1, 2, 4, 8, 16, 32, 64)
+NFE_SAMPLERS = ("euler", "heun", "heun_euler_last", "ddim")
 GAMMAS = (0.0, 0.5, 1.0, 2.0)
 SDE_NFES = (8, 16, 32, 64)
 ACCURACY_TARGET = 0.995
@@ -101,6 +102,8 @@ def main(argv=None) -> None:
     parser.add_argument("--flow", type=Path, help="nfe: the flow checkpoint")
     parser.add_argument("--cfg", type=Path, help="nfe: the CFG DDPM checkpoint for DDIM at equal NFE")
     parser.add_argument("--n", type=int, default=1000)
+    parser.add_argument("--samplers", nargs="+", default=list(NFE_SAMPLERS), choices=NFE_SAMPLERS,
+                        help="nfe: the samplers to measure (default: all)")
     parser.add_argument("--device", default=None)
     parser.add_argument("--choose", action="store_true", help="guidance: store the recommended scale")
     parser.add_argument("--json", type=Path, help="also write the rows to this JSON file")
@@ -139,13 +142,20 @@ def main(argv=None) -> None:
         flow_model, flow_payload = cli.load_model(args.flow, "flow", device)
         cfg_model, cfg_payload = cli.load_model(args.cfg, "cfg", device)
         fg, cg = flow_payload["metadata"]["guidance_scale"], cfg_payload["metadata"]["guidance_scale"]
+        wanted = set(args.samplers)
         for nfe in NFES + (100,):
-            fn = flow_sample_fn(flow_model, device, "euler", nfe, fg)
-            rows.append(measure(args.flow.name, "euler", conditional_sampler(fn, nfe), args.n, guidance=fg))
-            if nfe % 2 == 0 and nfe <= 64:
+            if "euler" in wanted:
+                fn = flow_sample_fn(flow_model, device, "euler", nfe, fg)
+                rows.append(measure(args.flow.name, "euler", conditional_sampler(fn, nfe), args.n, guidance=fg))
+            if "heun" in wanted and nfe % 2 == 0 and nfe <= 64:
                 fn = flow_sample_fn(flow_model, device, "heun", nfe // 2, fg)
                 rows.append(measure(args.flow.name, "heun", conditional_sampler(fn, nfe), args.n, guidance=fg))
-            if nfe <= 64:
+            if "heun_euler_last" in wanted and nfe % 2 == 0 and 4 <= nfe <= 64:  # nfe/2 steps cost nfe - 1
+                steps = nfe // 2
+                fn = flow_sample_fn(flow_model, device, "heun_euler_last", steps, fg)
+                rows.append(measure(args.flow.name, "heun_euler_last",
+                                    conditional_sampler(fn, flow.nfe("heun_euler_last", steps)), args.n, guidance=fg))
+            if "ddim" in wanted and nfe <= 64:
                 fn = ddpm_sample_fn(cfg_model, cfg_payload, device, "ddim", nfe, cg)
                 rows.append(measure(args.cfg.name, "ddim", conditional_sampler(fn, nfe), args.n, guidance=cg))
     else:

@@ -26,8 +26,9 @@ from . import config
 KINDS = ("ddpm", "cfg", "flow")
 CHECKPOINT_NAMES = {"ddpm": "ddpm_uncond.pt", "cfg": "ddpm_cfg.pt", "flow": "flow_cfg.pt"}
 CONDITIONAL = ("cfg", "flow")
-SAMPLERS = {"ddpm": ("ddpm", "ddim"), "cfg": ("ddpm", "ddim"), "flow": ("euler", "heun", "midpoint", "sde")}
-DEFAULT_STEPS = {"ddim": 50, "euler": 8, "heun": 4, "midpoint": 4, "sde": 32}
+SAMPLERS = {"ddpm": ("ddpm", "ddim"), "cfg": ("ddpm", "ddim"),
+            "flow": ("euler", "heun", "midpoint", "heun_euler_last", "sde")}
+DEFAULT_STEPS = {"ddim": 50, "euler": 8, "heun": 4, "midpoint": 4, "heun_euler_last": 4, "sde": 32}
 MAX_GUIDANCE = 20.0  # far past any useful scale: beyond it samples saturate to blobs
 MAX_GAMMA = 10.0
 SEED_LIMIT = 2**32  # torch.Generator.manual_seed and numpy accept seeds in [0, 2**32)
@@ -142,9 +143,11 @@ def build_parser(prog: str = "python -m course_lib") -> argparse.ArgumentParser:
                        help="cfg/flow: 0 unconditional, 1 conditional, >1 guided (default: the checkpoint's)")
     infer.add_argument("--num_images", type=positive_int, default=64, help="how many images in the grid")
     infer.add_argument("--sampler", default=None,
-                       help="ddpm/cfg: ddpm or ddim [ddim]; flow: euler, heun, midpoint or sde [euler]")
+                       help="ddpm/cfg: ddpm or ddim [ddim]; "
+                            "flow: euler, heun, midpoint, heun_euler_last or sde [euler]")
     infer.add_argument("--steps", type=positive_int, default=None,
-                       help="sampler steps (ddim 50, euler 8, heun 4, midpoint 4, sde 32); ddpm always uses all T")
+                       help="sampler steps (ddim 50, euler 8, heun and midpoint 4, heun_euler_last 4, sde 32); "
+                            "ddpm always uses all T")
     infer.add_argument("--gamma", type=finite_float, default=None, help="flow sde: noise level γ in σ(t)² = γ·t [1]")
     infer.add_argument("--seed", type=seed_value, default=0, help="Random seed for reproducibility")
     infer.add_argument("--device", default=None, help="cpu, cuda ... (default: cuda if available)")

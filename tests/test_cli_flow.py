@@ -50,7 +50,7 @@ def test_train_flow_records_its_settings(flow_checkpoint):
 
 @pytest.mark.parametrize("sampler, steps, nfe_words", [
     ("euler", 3, "euler, 3 steps"), ("heun", None, "heun, 4 steps"), ("midpoint", 2, "midpoint, 2 steps"),
-    ("sde", 3, "sde, 3 steps")])
+    ("heun_euler_last", None, "heun_euler_last, 4 steps"), ("sde", 3, "sde, 3 steps")])
 def test_infer_flow_writes_a_grid_with_each_sampler(flow_checkpoint, tmp_path, capsys, sampler, steps, nfe_words):
     out = tmp_path / "seven.png"
     args = ["infer", "flow", "--ckpt", flow_checkpoint, "--output", out, "--label", "7", "--num_images", "4",
@@ -73,8 +73,8 @@ def test_infer_flow_same_seed_same_image(flow_checkpoint, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--sampler", "ddim"], "--sampler ddim: flow models sample with euler, heun, midpoint, sde"),
-    (["--sampler", "rk4"], "--sampler rk4: flow models sample with euler, heun, midpoint, sde"),
+    (["--sampler", "ddim"], "--sampler ddim: flow models sample with euler, heun, midpoint, heun_euler_last, sde"),
+    (["--sampler", "rk4"], "--sampler rk4: flow models sample with euler, heun, midpoint, heun_euler_last, sde"),
     (["--gamma", "0.5"], "--gamma sets the noise of --sampler sde only"),
     (["--sampler", "euler", "--gamma", "0"], "--gamma sets the noise of --sampler sde only"),
     (["--sampler", "sde", "--gamma", "-1"], "--gamma -1.0: must lie in [0, 10]"),

@@ -203,6 +203,7 @@ def test_gaussian_velocity_is_the_regression_of_x1_minus_x0_on_x_t():
     ("euler", 1000, 0.0012),  # measured std error -0.00058
     ("heun", 32, 0.0008),  # measured +0.00037
     ("midpoint", 16, 0.0001),  # measured -0.000046
+    ("heun_euler_last", 128, 0.0002),  # measured -0.000081
 ])
 def test_ode_samplers_return_the_data_distribution(method, num_steps, tolerance):
     """Driven by the exact velocity, each sampler ends at N(MU, S²) up to its discretisation error.
@@ -250,13 +251,39 @@ def test_heun_beats_euler_at_equal_steps_and_at_equal_evaluations():
         assert abs(std_error("heun", steps)) < abs(std_error("euler", 2 * steps)) / 3  # same NFE
 
 
+def test_heun_euler_last_is_heun_until_its_last_step_which_never_calls_the_network_at_t0():
+    """Every state but the last is Heun's, bit for bit; the last is one Euler step from Heun's state there.
+
+    Guards: the network evaluated at t = 0 (plain Heun again, the cause of notebook 05's speckle), an
+    Euler step taken earlier than the last, or a last step of the wrong size.
+    """
+    seen_times = []
+
+    def model(x_t, t, labels=None):
+        seen_times.append(float(t))
+        return flow.gaussian_velocity(MU, S)(x_t, t, labels)
+
+    x_1 = torch.randn(3, 1, 2, 2, generator=seeded(0), dtype=torch.float64)
+    heun = [x for _, x in flow.ode_steps(model, x_1.shape, 5, "heun", x_1=x_1)]
+    assert 0.0 in seen_times
+    seen_times.clear()
+    mixed = [x for _, x in flow.ode_steps(model, x_1.shape, 5, "heun_euler_last", x_1=x_1)]
+    assert 0.0 not in seen_times and len(seen_times) == flow.nfe("heun_euler_last", 5) == 9
+    for ours, theirs in zip(mixed[:-1], heun[:-1], strict=True):
+        assert torch.equal(ours, theirs)
+    t_last = torch.linspace(1.0, 0.0, 6).tolist()[-2]  # 0.2 as the sampler's grid has it (float32)
+    euler_from_there = heun[-2] - t_last * flow.gaussian_velocity(MU, S)(heun[-2], heun[-2].new_tensor(t_last))
+    torch.testing.assert_close(mixed[-1], euler_from_there, rtol=0, atol=1e-12)
+
+
 @pytest.mark.parametrize("method, ratio_range", [("euler", (1.9, 2.1)), ("heun", (3.6, 4.4)),
-                                                 ("midpoint", (3.6, 8.5))])
+                                                 ("midpoint", (3.6, 8.5)), ("heun_euler_last", (3.6, 4.4))])
 def test_convergence_order(method, ratio_range):
     """Doubling the steps from 64 to 128 divides the error by ~2 (Euler, first order) or ~4 (Heun, second).
 
     Measured ratios: Euler 1.985, Heun 3.92, midpoint 8.0 (its leading error term vanishes for this
-    linear field). Guards: a corrector with the wrong weight (e.g. v + v_end without the ½, or the
+    linear field), Heun with an Euler last step 4.06 (one Euler step adds an O(h²) error: still second
+    order). Guards: a corrector with the wrong weight (e.g. v + v_end without the ½, or the
     midpoint at t - h instead of t - h/2), which leaves a method first order or worse.
     """
     low, high = ratio_range
