@@ -208,7 +208,7 @@ def guidance_explorer(model, scheduler, prediction: str = "v", digit: int = 4, g
 
 
 def flow_steps_explorer(model, labels, guidance_scale=None, steps: int = 4, method: str = "heun",
-                        max_steps: int = 50, methods=("euler", "heun", "midpoint"), seed: int = 0,
+                        max_steps: int = 50, methods=("euler", "heun", "heun_euler_last", "midpoint"), seed: int = 0,
                         noise: torch.Tensor | None = None, device: torch.device | str = "cpu") -> Explorer:
     """A slider over the ODE steps (1 to ``max_steps``) and a method toggle, redrawing flow samples from fixed noise.
 
@@ -232,7 +232,7 @@ def flow_steps_explorer(model, labels, guidance_scale=None, steps: int = 4, meth
     slider = widgets.IntSlider(value=steps, min=1, max=max_steps, description="ODE steps",
                                continuous_update=False, style={"description_width": "initial"},
                                layout=widgets.Layout(width="380px"))
-    toggle = widgets.ToggleButtons(options=list(methods), value=method, style={"button_width": "80px"})
+    toggle = widgets.ToggleButtons(options=list(methods), value=method, style={"button_width": "auto"})
 
     def draw(steps: int, method: str) -> plt.Figure:
         started = time.perf_counter()

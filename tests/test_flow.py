@@ -427,7 +427,7 @@ def test_flow_steps_explorer_draws_the_ode_from_its_fixed_noise():
                                            noise=torch.randn(4, 1, 8, 8, generator=seeded(0)))
     slider, toggle = explorer.controls["steps"], explorer.controls["method"]
     assert (slider.min, slider.max, slider.value) == (1, 50, 3)
-    assert list(toggle.options) == ["euler", "heun", "midpoint"]
+    assert list(toggle.options) == ["euler", "heun", "heun_euler_last", "midpoint"]
     assert explorer.figure.axes[0].get_title().startswith("euler, 3 steps = 3 NFE")
     expected = flow.sample_ode(model, explorer.noise.shape, 3, "euler", x_1=explorer.noise)
     torch.testing.assert_close(explorer.images, expected)
@@ -437,6 +437,8 @@ def test_flow_steps_explorer_draws_the_ode_from_its_fixed_noise():
     assert explorer.figure.axes[0].get_title().startswith("heun, 5 steps = 10 NFE")
     torch.testing.assert_close(explorer.images, flow.sample_ode(model, explorer.noise.shape, 5, "heun",
                                                                 x_1=explorer.noise))
+    toggle.value = "heun_euler_last"
+    assert explorer.figure.axes[0].get_title().startswith("heun_euler_last, 5 steps = 9 NFE")
     toggle.value, slider.value = "euler", 3  # deterministic: the first picture comes back
     assert torch.equal(explorer.images, first)
     shown = torch.as_tensor(explorer.figure.axes[0].images[0].get_array().data)
