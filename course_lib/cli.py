@@ -33,8 +33,8 @@ MAX_GUIDANCE = 20.0  # far past any useful scale: beyond it samples saturate to 
 MAX_GAMMA = 10.0
 SEED_LIMIT = 2**32  # torch.Generator.manual_seed and numpy accept seeds in [0, 2**32)
 # what --resume must agree on, besides the model config: the run's data, objective and optimiser
-RESUME_TRAIN_FIELDS = ("batch_size", "lr", "seed", "lr_decay_step", "lr_decay_rate", "warmup_steps",
-                       "grad_clip", "ema_decay", "weight_decay")
+RESUME_TRAIN_FIELDS = ("batch_size", "lr", "seed", "lr_decay_step", "lr_decay_rate", "lr_schedule",
+                       "warmup_steps", "grad_clip", "ema_decay", "weight_decay")
 RESUME_META_FIELDS = ("prediction", "schedule", "num_steps", "limit", "p_uncond", "time_sampling")
 
 
@@ -120,6 +120,9 @@ def build_parser(prog: str = "python -m course_lib") -> argparse.ArgumentParser:
     train.add_argument("--save_freq", type=positive_int, default=1, help="Save model every N epochs")
     train.add_argument("--lr_decay_step", type=int, default=4, help="LR decay step size in epochs (0: never)")
     train.add_argument("--lr_decay_rate", type=positive_float, default=0.5, help="LR decay rate")
+    train.add_argument("--lr_schedule", choices=("step", "cosine"), default="step",
+                       help="step: x lr_decay_rate every lr_decay_step epochs; cosine: to 0 at the last step")
+    train.add_argument("--warmup_steps", type=int, default=200, help="linear learning-rate warm-up steps")
     train.add_argument("--ema_decay", type=positive_float, default=0.999, help="EMA decay of the sampled weights")
     train.add_argument("--prediction", choices=("eps", "v"), default=None,
                        help="ddpm/cfg: what the network predicts (converted to noise for sampling) [v]")
@@ -225,7 +228,8 @@ def run_train(args) -> None:
         train_cfg = training.TrainConfig(
             epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
             save_freq=args.save_freq, lr_decay_step=args.lr_decay_step, lr_decay_rate=args.lr_decay_rate,
-            ema_decay=args.ema_decay, max_steps=args.max_steps)
+            lr_schedule=args.lr_schedule, warmup_steps=args.warmup_steps, ema_decay=args.ema_decay,
+            max_steps=args.max_steps)
     except ValueError as error:
         raise UsageError(str(error)) from error
     if not 0 < args.ema_decay < 1:
@@ -291,6 +295,11 @@ def check_resume(path: Path, kind: str, model_config: dict, train_cfg, settings:
     differ = [f"{k} {state['model_config'].get(k)!r} -> {v!r}" for k, v in model_config.items()
               if state["model_config"].get(k) != v]
     saved_train = state["metadata"].get("train_config", {})
+    saved_train = {"lr_schedule": "step", **saved_train}  # runs from before the option were all "step"
+    if saved_train["lr_schedule"] == "cosine":  # the cosine's length is the run's length
+        saved_train.setdefault("epochs", None)
+        differ += [f"epochs {saved_train['epochs']!r} -> {train_cfg.epochs!r} (a cosine schedule ends at the "
+                   f"run's last step)"] if saved_train["epochs"] != train_cfg.epochs else []
     differ += [f"{k} {saved_train.get(k)!r} -> {getattr(train_cfg, k)!r}" for k in RESUME_TRAIN_FIELDS
                if saved_train.get(k) != getattr(train_cfg, k)]
     differ += [f"{k} {state['metadata'].get(k)!r} -> {settings.get(k)!r}" for k in RESUME_META_FIELDS

@@ -8,6 +8,7 @@ atomic checkpoints, exact resume and a stop on NaN/Inf.
 from __future__ import annotations
 
 import copy
+import math
 import os
 import random
 import re
@@ -24,6 +25,7 @@ from tqdm.auto import tqdm
 from . import config
 
 CHECKPOINT_FORMAT = "simplest-diffusion/1"
+LR_SCHEDULES = ("step", "cosine")
 
 
 class TrainingDiverged(RuntimeError):
@@ -55,6 +57,7 @@ class TrainConfig:
     save_freq: int = 1  # epochs between checkpoints; one is always written at the end
     lr_decay_step: int = 0  # epochs between learning-rate decays; 0 keeps it constant
     lr_decay_rate: float = 0.5
+    lr_schedule: str = "step"  # "step": ×lr_decay_rate every lr_decay_step epochs; "cosine": to 0 at the last step
     warmup_steps: int = 200  # linear warm-up; transformers trained with Adam diverge less with it
     grad_clip: float = 1.0
     ema_decay: float = 0.999
@@ -67,6 +70,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.lr <= 0 or not 0 < self.lr_decay_rate <= 1 or self.lr_decay_step < 0:
             raise ValueError("need lr > 0, 0 < lr_decay_rate <= 1 and lr_decay_step >= 0")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
 
 
 @dataclass
@@ -182,6 +187,20 @@ def write_both(checkpoint_path: Path | str, payload: dict) -> None:
 
 
 # ---------------------------------------------------------------------------- the loop
+def lr_multiplier(cfg: TrainConfig, step: int, steps_per_epoch: int, total_steps: int) -> float:
+    """The factor on ``cfg.lr`` for optimiser step ``step`` (0-based): linear warm-up, then the schedule.
+
+    Cosine (Loshchilov & Hutter 2017) falls from 1 after warm-up to 0 at ``total_steps``, so the last
+    weights are taken at a small learning rate without choosing decay epochs.
+    """
+    warm = min(1.0, (step + 1) / max(1, cfg.warmup_steps))
+    if cfg.lr_schedule == "cosine":
+        progress = (step + 1 - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps)
+        return warm * 0.5 * (1.0 + math.cos(math.pi * min(1.0, max(0.0, progress))))
+    decays = (step // steps_per_epoch) // cfg.lr_decay_step if cfg.lr_decay_step else 0
+    return warm * cfg.lr_decay_rate**decays
+
+
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor]
 
 
@@ -204,9 +223,11 @@ def train(model: nn.Module, loss_fn: LossFn, images: torch.Tensor, labels: torch
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = -(-len(images) // cfg.batch_size)
 
+    total_steps = cfg.epochs * steps_per_epoch if cfg.max_steps is None else min(cfg.max_steps,
+                                                                                  cfg.epochs * steps_per_epoch)
+
     def lr_factor(step: int) -> float:
-        decays = (step // steps_per_epoch) // cfg.lr_decay_step if cfg.lr_decay_step else 0
-        return min(1.0, (step + 1) / max(1, cfg.warmup_steps)) * cfg.lr_decay_rate**decays
+        return lr_multiplier(cfg, step, steps_per_epoch, total_steps)
 
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
     ema = make_ema(model, cfg.ema_decay)
@@ -249,7 +270,7 @@ def train(model: nn.Module, loss_fn: LossFn, images: torch.Tensor, labels: torch
                          "step": result.step, "epoch": result.epoch},
         }
 
-    total = cfg.epochs * steps_per_epoch if cfg.max_steps is None else min(cfg.max_steps, cfg.epochs * steps_per_epoch)
+    total = total_steps
     bar = tqdm(total=total, initial=min(result.step, total), disable=config.QUIET or not progress,
                desc=f"train {kind}", leave=False)
     model.train()

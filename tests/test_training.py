@@ -1,5 +1,7 @@
 """The training loop: learning, checkpoints, resume, NaN handling."""
 
+import math
+
 import pytest
 import torch
 
@@ -168,3 +170,26 @@ def test_a_config_that_contradicts_the_weights_is_named_field_by_field():
                      "depth 4 in the config but 6 in the weights", "skip False in the config but True in the weights",
                      "conv_head False in the config but True in the weights"]
     assert cli.config_disagreements(dit.preset("book"), weights) == []
+
+
+def test_cosine_schedule_warms_up_then_follows_the_closed_form_to_zero():
+    # guards: a cosine that restarts each epoch, ends above 0, or skips the warm-up
+    cfg = training.TrainConfig(epochs=3, batch_size=10, lr_schedule="cosine", warmup_steps=10)
+    total, per_epoch = 110, 40
+    factors = [training.lr_multiplier(cfg, s, per_epoch, total) for s in range(total)]
+    assert factors[0] == pytest.approx(0.1) and factors[8] == pytest.approx(0.9)
+    assert factors[9] == pytest.approx(1.0)
+    for s in (30, 59, 80):  # mid-run values, across epoch borders: 0.5 (1 + cos(pi (s+1-10) / 100))
+        assert factors[s] == pytest.approx(0.5 * (1 + math.cos(math.pi * (s + 1 - 10) / 100)))
+    assert factors[-1] == pytest.approx(0.0, abs=1e-12)
+    assert all(a >= b for a, b in zip(factors[9:], factors[10:], strict=False))
+
+
+def test_step_schedule_halves_at_each_decay_epoch():
+    cfg = training.TrainConfig(epochs=6, batch_size=10, lr_decay_step=2, lr_decay_rate=0.5, warmup_steps=1)
+    assert [training.lr_multiplier(cfg, s, 5, 30) for s in (0, 9, 10, 19, 20)] == [1, 1, 0.5, 0.5, 0.25]
+
+
+def test_unknown_lr_schedule_is_refused():
+    with pytest.raises(ValueError, match="lr_schedule"):
+        training.TrainConfig(lr_schedule="linear")

@@ -1,0 +1,184 @@
+"""Recipe search on the CPU: each candidate trains for the same wall-clock, then is judged at N images.
+
+    python benchmarks/recipe_search.py --kind flow --minutes 6 --n 1000 --save_dir runs/search
+    python benchmarks/recipe_search.py --kind flow --only B C --minutes 6
+
+Equal wall-clock, made reproducible: every candidate's training speed (steps/s, full step with EMA)
+is measured first, all before any training, on the idle machine, and the candidate then trains for ``speed × minutes`` steps
+with the command line's own ``train``, so a slower machine later changes the time, not the result.
+The cosine schedule ends at that last step. Each candidate is judged with Euler 8 steps at several
+guidance scales (the book's recommended flow sampler); one JSON per candidate lands in
+``--save_dir`` as it finishes, and the whole table in RESULTS.md at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.common import markdown_table, record  # noqa: E402
+from benchmarks.sweep import conditional_sampler, ddpm_sample_fn, flow_sample_fn  # noqa: E402
+from course_lib import cli, config, ddpm, dit, evaluation, flow, guidance, training  # noqa: E402
+
+COMMON = ["--lr", "2e-3", "--seed", "0", "--ema_decay", "0.999"]
+# name -> (what it tests, train options beyond COMMON); A is the shipped models' recipe shape
+CANDIDATES = {
+    "A": ("baseline: learner, patch 4, step decay (halved every epoch)",
+          ["--preset", "learner", "--batch_size", "128", "--lr_decay_step", "1"]),
+    "B": ("learner, patch 4, warm-up + cosine", ["--preset", "learner", "--batch_size", "128", "--lr_schedule", "cosine"]),
+    "C": ("learner, patch 2, cosine", ["--preset", "learner", "--patch_size", "2", "--batch_size", "128",
+                                       "--lr_schedule", "cosine"]),
+    "D": ("book (dim 128, depth 6), patch 4, cosine", ["--preset", "book", "--batch_size", "128", "--lr", "1e-3",
+                                                       "--lr_schedule", "cosine"]),
+    "E": ("learner, patch 4, cosine, batch 256", ["--preset", "learner", "--batch_size", "256",
+                                                  "--lr_schedule", "cosine"]),
+}
+FLOW_ONLY = {
+    "F": ("learner, patch 4, cosine, uniform t (B is logit-normal)",
+          ["--preset", "learner", "--batch_size", "128", "--lr_schedule", "cosine", "--time_sampling", "uniform"]),
+}
+DDPM_ONLY = {
+    "G": ("learner, patch 4, cosine, v + min-SNR-5 weighting",
+          ["--preset", "learner", "--batch_size", "128", "--lr_schedule", "cosine", "--loss_weighting", "min_snr"]),
+}
+GUIDANCE = {"flow": (1.5, 2.0, 3.0), "cfg": (1.5, 2.0, 3.0), "ddpm": (None,)}
+HEADER = ["kind", "candidate", "what", "params", "steps/s (2 cores)", "minutes", "steps", "images seen",
+          "sampler", "guidance", "class acc.", "Fréchet", "floor at N", "confidence"]
+
+
+def candidates(kind: str) -> dict:
+    extra = FLOW_ONLY if kind == "flow" else DDPM_ONLY
+    return {**CANDIDATES, **extra}
+
+
+def options(kind: str, opts: list[str]) -> list[str]:
+    """Fill in the kind's defaults (logit-normal t for flow, v-prediction for DDPM) unless given."""
+    opts = COMMON + opts
+    if kind == "flow" and "--time_sampling" not in opts:
+        opts += ["--time_sampling", "logit_normal"]
+    if kind != "flow" and "--prediction" not in opts:
+        opts += ["--prediction", "v"]
+    # later options win in argparse, so candidate-specific values (lr) override COMMON
+    return opts
+
+
+def measure_speed(kind: str, opts: list[str], device, steps: int = 20) -> tuple[float, int]:
+    """Steps per second of the real training step (loss, backward, clip, AdamW, EMA) on random data."""
+    args = cli.build_parser().parse_args(["train", kind, *opts])
+    overrides = dict(cross_attention=kind != "ddpm")
+    if args.patch_size:
+        overrides["patch_size"] = args.patch_size
+    model = dit.DiT(dit.preset(args.preset, **overrides)).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    ema = training.make_ema(model, 0.999)
+    generator = torch.Generator().manual_seed(0)
+    images = torch.rand(args.batch_size, 1, 32, 32, generator=generator) * 2 - 1
+    labels = torch.arange(args.batch_size) % 10
+    scheduler = ddpm.NoiseScheduler(device=device)
+
+    def step():
+        if kind == "flow":
+            loss = flow.loss(model, images, guidance.drop_labels(labels, 0.1, generator), generator, "logit_normal")
+        else:
+            loss = ddpm.loss(model, images, labels if kind == "cfg" else None, scheduler, generator, "v")
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        ema.update_parameters(model)
+
+    for _ in range(3):
+        step()
+    started = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return steps / (time.perf_counter() - started), dit.count_parameters(model)
+
+
+def judge(kind: str, path: Path, device, n: int) -> list[dict]:
+    model, payload = cli.load_model(path, kind, device)
+    rows = []
+    for scale in GUIDANCE[kind]:
+        if kind == "flow":
+            fn, name, nfe = flow_sample_fn(model, device, "euler", 8, scale), "euler", 8
+        else:
+            fn, name, nfe = ddpm_sample_fn(model, payload, device, "ddim", 50, scale), "ddim", 50
+        sampler = conditional_sampler(fn, nfe) if kind != "ddpm" else (
+            lambda m, g, fn=fn: (fn((m, 1, 32, 32), None, g), None, 50))
+        r = evaluation.measure_quality(sampler, n, 500)
+        r.update(sampler=name, guidance=scale)
+        print(f"    {name} g={scale}: acc={r['class_accuracy']} Fréchet={r['frechet']:.1f}", flush=True)
+        rows.append(r)
+    return rows
+
+
+def run(kind: str, name: str, what: str, opts: list[str], speed: float, params: int, minutes: float, n: int,
+        save_dir: Path, device) -> dict:
+    opts = options(kind, opts)
+    steps = max(1, round(speed * minutes * 60))
+    batch = int(opts[len(opts) - 1 - opts[::-1].index("--batch_size") + 1])
+    epochs = math.ceil(steps / math.ceil(60_000 / batch))
+    out = save_dir / f"{kind}_{name}"
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"{kind} {name} ({what}): {speed:.2f} steps/s -> {steps} steps, {epochs} epoch(s)", flush=True)
+    started = time.time()
+    code = cli.main(["train", kind, *opts, "--epochs", str(epochs), "--max_steps", str(steps),
+                     "--save_dir", str(out), "--device", str(device)])
+    if code:
+        raise SystemExit(f"candidate {name} failed to train (exit {code})")
+    trained_minutes = (time.time() - started) / 60
+    rows = judge(kind, out / cli.CHECKPOINT_NAMES[kind], device, n)
+    result = {"kind": kind, "candidate": name, "what": what, "options": opts, "params": params,
+              "steps_per_s": speed, "minutes": trained_minutes, "steps": steps, "images": steps * batch,
+              "rows": rows}
+    (save_dir / f"{kind}_{name}.json").write_text(json.dumps(result, indent=1, default=float))
+    return result
+
+
+def table(results: list[dict]) -> str:
+    lines = []
+    for res in results:
+        for r in res["rows"]:
+            lines.append([res["kind"], res["candidate"], res["what"], res["params"], res["steps_per_s"],
+                          res["minutes"], res["steps"], res["images"], f"{r['sampler']} {r['nfe']} NFE",
+                          r["guidance"], r["class_accuracy"], r["frechet"], r["floor"], r["confidence"]])
+    return markdown_table(HEADER, lines)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--kind", default="flow", choices=cli.KINDS)
+    parser.add_argument("--only", nargs="+", help="candidate letters to run (default: all of the kind)")
+    parser.add_argument("--minutes", type=float, default=6.0, help="training wall-clock per candidate")
+    parser.add_argument("--n", type=int, default=1000)
+    parser.add_argument("--save_dir", type=Path, default=Path("runs/search"))
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--no-record", action="store_true")
+    args = parser.parse_args(argv)
+    config.configure_threads()
+    device = cli.resolve_device(args.device)
+    pool = candidates(args.kind)
+    names = args.only or list(pool)
+    unknown = [x for x in names if x not in pool]
+    if unknown:
+        parser.error(f"unknown candidates {unknown}; {args.kind} has {sorted(pool)}")
+    # all speeds first, while nothing else runs: later load on the machine then slows training, not the steps
+    speeds = {x: measure_speed(args.kind, options(args.kind, pool[x][1]), device) for x in names}
+    print("steps/s:", {x: round(s, 2) for x, (s, _) in speeds.items()}, flush=True)
+    results = [run(args.kind, x, *pool[x], *speeds[x], args.minutes, args.n, args.save_dir, device) for x in names]
+    text = table(results)
+    if args.no_record:
+        print(text)
+    else:
+        record(f"Recipe search: {args.kind}, {args.minutes:g} min per candidate", device, text)
+
+
+if __name__ == "__main__":
+    main()
