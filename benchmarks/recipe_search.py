@@ -4,8 +4,9 @@
     python benchmarks/recipe_search.py --kind flow --only B C --minutes 6
 
 Equal wall-clock, made reproducible: every candidate's training speed (steps/s, full step with EMA)
-is measured first, all before any training, on the idle machine, and the candidate then trains for ``speed × minutes`` steps
-with the command line's own ``train``, so a slower machine later changes the time, not the result.
+is measured first, all before any training, on the idle machine, and each candidate then trains
+for ``speed × minutes`` steps with the command line's own ``train``, so a slower machine later
+changes the time, not the result.
 The cosine schedule ends at that last step. Each candidate is judged with Euler 8 steps at several
 guidance scales (the book's recommended flow sampler); one JSON per candidate lands in
 ``--save_dir`` as it finishes, and the whole table in RESULTS.md at the end.
@@ -32,7 +33,8 @@ COMMON = ["--lr", "2e-3", "--seed", "0", "--ema_decay", "0.999"]
 CANDIDATES = {
     "A": ("baseline: learner, patch 4, step decay (halved every epoch)",
           ["--preset", "learner", "--batch_size", "128", "--lr_decay_step", "1"]),
-    "B": ("learner, patch 4, warm-up + cosine", ["--preset", "learner", "--batch_size", "128", "--lr_schedule", "cosine"]),
+    "B": ("learner, patch 4, warm-up + cosine",
+          ["--preset", "learner", "--batch_size", "128", "--lr_schedule", "cosine"]),
     "C": ("learner, patch 2, cosine", ["--preset", "learner", "--patch_size", "2", "--batch_size", "128",
                                        "--lr_schedule", "cosine"]),
     "D": ("book (dim 128, depth 6), patch 4, cosine", ["--preset", "book", "--batch_size", "128", "--lr", "1e-3",
