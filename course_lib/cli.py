@@ -21,7 +21,8 @@ from pathlib import Path
 
 import torch
 
-from . import config
+from . import checkpoint, config
+from .checkpoint import config_disagreements, load_model, sampling_settings  # noqa: F401  (moved; still cli.*)
 
 KINDS = ("ddpm", "cfg", "flow")
 CHECKPOINT_NAMES = {"ddpm": "ddpm_uncond.pt", "cfg": "ddpm_cfg.pt", "flow": "flow_cfg.pt"}
@@ -159,20 +160,10 @@ def build_parser(prog: str = "python -m course_lib") -> argparse.ArgumentParser:
 
 # ---------------------------------------------------------------------------- checks shared by both commands
 def resolve_device(name: str | None) -> torch.device:
-    if name is None:
-        return config.default_device()
     try:
-        device = torch.device(name)
-    except RuntimeError as error:
-        raise UsageError(f"--device {name!r} is not a device ({error})") from error
-    if device.type not in ("cpu", "cuda"):
-        raise UsageError(f"--device {name}: the book runs on cpu or cuda, not {device.type}")
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise UsageError(f"--device {name} asked for CUDA, which is not available here")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise UsageError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here")
-    return device
+        return checkpoint.resolve_device(name)
+    except checkpoint.DeviceError as error:
+        raise UsageError(f"--{error}") from error
 
 
 def nearest_existing(path: Path) -> Path:
@@ -383,72 +374,6 @@ def run_infer(args) -> None:
     print(f"wrote {n} images{what} to {args.output} in {time.time() - started:.1f} s "
           f"({sampler}{'' if sampler == 'ddpm' else f', {steps} steps'}"
           f"{'' if scale is None else f', guidance {scale:g}'})")
-
-
-def sampling_settings(payload: dict, path) -> dict:
-    """What sampling needs from the checkpoint's metadata; a missing field is an error, not a default."""
-    from . import ddpm, training
-
-    meta = payload.get("metadata")
-    if not isinstance(meta, dict):
-        raise training.CheckpointError(f"{path} has no metadata, so how it was trained is unknown")
-    kind = payload["kind"]
-    needed = {"ddpm": ("prediction", "schedule", "num_steps"), "cfg": ("prediction", "schedule", "num_steps"),
-              "flow": ()}[kind]
-    missing = [k for k in needed if k not in meta]
-    if missing:
-        raise training.CheckpointError(f"{path}: its metadata lacks {', '.join(missing)}, needed to sample")
-    if kind != "flow" and meta["prediction"] not in ddpm.PREDICTIONS:
-        raise training.CheckpointError(f"{path}: unknown prediction type {meta['prediction']!r} "
-                                       f"(expected one of {ddpm.PREDICTIONS})")
-    return {**{k: meta[k] for k in needed}, "guidance_scale": meta.get("guidance_scale", 2.0)}
-
-
-def load_model(path: Path, kind: str, device: torch.device):
-    """Build the DiT a checkpoint describes and load its (EMA) weights; returns (model, payload)."""
-    from . import dit, training
-
-    payload = training.load_checkpoint(path, kind=kind)
-    try:
-        cfg = dit.DiTConfig(**payload["model_config"])
-    except (TypeError, ValueError) as error:
-        raise training.CheckpointError(f"{path} has an invalid model config: {error}") from error
-    if (kind in CONDITIONAL) != cfg.cross_attention:
-        must = "must" if kind in CONDITIONAL else "must not"
-        raise training.CheckpointError(f"{path}: a {kind} model {must} use cross-attention, but its config "
-                                       f"says cross_attention={cfg.cross_attention}")
-    differ = config_disagreements(cfg, payload["state_dict"])
-    if differ:
-        raise training.CheckpointError(f"{path}: its model config disagrees with its weights: " + ", ".join(differ))
-    model = training.load_weights(dit.DiT(cfg), payload["state_dict"], str(path))
-    return model.to(device).eval(), payload
-
-
-def config_disagreements(cfg, state_dict: dict) -> list[str]:
-    """Config fields that the weights' shapes contradict, as 'field config vs weights' strings.
-
-    Read off the weights: dim (patch embedding rows), patch_size (its columns are p*p*channels),
-    img_size (sqrt of the positions times p), depth (blocks), long skips, conv head, cross-attention.
-    The number of heads leaves no trace in the shapes and cannot be checked here.
-    """
-    shapes = {k: tuple(v.shape) for k, v in state_dict.items()}
-    found = {}
-    if "patch_embed.weight" in shapes:
-        dim, patch_values = shapes["patch_embed.weight"]
-        found["dim"] = dim
-        patch = math.isqrt(patch_values // cfg.channels)
-        if patch * patch * cfg.channels == patch_values:
-            found["patch_size"] = patch
-            if "pos_embed" in shapes and math.isqrt(shapes["pos_embed"][0]) ** 2 == shapes["pos_embed"][0]:
-                found["img_size"] = math.isqrt(shapes["pos_embed"][0]) * patch
-    blocks = {int(k.split(".")[1]) for k in shapes if k.startswith("blocks.")}
-    if blocks:
-        found["depth"] = max(blocks) + 1
-    found["skip"] = any(".skip_merge." in k for k in shapes)
-    found["conv_head"] = "head.weight" in shapes
-    found["cross_attention"] = "label_tokens" in shapes
-    return [f"{k} {getattr(cfg, k)!r} in the config but {v!r} in the weights" for k, v in found.items()
-            if getattr(cfg, k) != v]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,6 +19,8 @@ import torch
 from .data import NULL_LABEL, NUM_CLASSES
 
 P_UNCOND = 0.1
+# what a checkpoint without a recommended scale samples with (sweep.py guidance --choose records one)
+DEFAULT_GUIDANCE_SCALE = 2.0
 
 
 def drop_labels(labels: torch.Tensor, p_uncond: float, generator: torch.Generator | None = None) -> torch.Tensor:

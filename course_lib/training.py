@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 import random
-import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,16 +22,24 @@ from tqdm.auto import tqdm
 
 from . import config
 
-CHECKPOINT_FORMAT = "simplest-diffusion/1"
+# the checkpoint format and its I/O live in checkpoint.py; these names stay importable from here
+from .checkpoint import (  # noqa: F401
+    CHECKPOINT_FORMAT,
+    CheckpointError,
+    load_checkpoint,
+    load_weights,
+    resume_path,
+    save_checkpoint,
+    slim,
+    unreadable_reason,
+    write_both,
+)
+
 LR_SCHEDULES = ("step", "cosine")
 
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or Inf; nothing was written after the last good checkpoint."""
-
-
-class CheckpointError(ValueError):
-    """A checkpoint is unreadable, of the wrong kind, or does not match the model."""
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -98,92 +104,6 @@ def make_ema(model: nn.Module, decay: float) -> AveragedModel:
         return averaged * d + current * (1.0 - d)
 
     return AveragedModel(model, avg_fn=ema_update, use_buffers=True)
-
-
-# ---------------------------------------------------------------------------- checkpoints
-def save_checkpoint(path: Path | str, payload: dict) -> Path:
-    """Write ``payload`` to a temporary file beside ``path``, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    try:
-        torch.save(payload, partial)
-    except BaseException:  # a full disk or Ctrl-C: the half-written file is of no use
-        partial.unlink(missing_ok=True)
-        raise
-    os.replace(partial, path)  # atomic: a crash leaves the old checkpoint or the new one
-    return path
-
-
-def load_checkpoint(path: Path | str, kind: str | None = None) -> dict:
-    """Load a checkpoint safely (``weights_only=True``) and check its format and kind."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise CheckpointError(f"{path} is not a readable checkpoint ({unreadable_reason(error)})") from error
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} is not a SimplestDiffusion checkpoint (format "
-                              f"{payload.get('format') if isinstance(payload, dict) else type(payload).__name__!r})")
-    if kind is not None and payload.get("kind") != kind:
-        raise CheckpointError(f"{path} holds a {payload.get('kind')!r} model, expected {kind!r}")
-    return payload
-
-
-def unreadable_reason(error: Exception) -> str:
-    """torch.load's error as one short line (its own text spans lines and may advise weights_only=False)."""
-    text = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", str(error)).split())
-    refused = re.search(r"Unsupported global: GLOBAL (\S+)", text)
-    if refused:
-        return (f"loading it would call {refused.group(1)}, which weights_only=True refuses: unpickling such a "
-                f"file can run any code, and a checkpoint needs only tensors and plain data")
-    detail = re.search(r"WeightsUnpickler error: (.*?)(?: Check the documentation|$)", text)
-    if detail:
-        return f"not a torch.save file: {detail.group(1).strip() or 'unpickling failed'}"
-    return f"{type(error).__name__}: {text[:200]}"
-
-
-def load_weights(model: nn.Module, state_dict: dict, source: str = "checkpoint") -> nn.Module:
-    """``load_state_dict`` with an error that names the mismatching tensors."""
-    own = model.state_dict()
-    if "pos_embed" in own and "pos_embed" not in state_dict:  # checkpoints from before it was saved
-        state_dict = {**state_dict, "pos_embed": own["pos_embed"]}
-    bad = [k for k, v in state_dict.items() if v.is_floating_point() and not torch.isfinite(v).all()]
-    if bad:
-        raise CheckpointError(f"{source} holds NaN or Inf in {bad[:5]}: the weights are broken")
-    missing = sorted(set(own) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(own))
-    wrong = [f"{k}: {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
-             for k in own.keys() & state_dict.keys() if own[k].shape != state_dict[k].shape]
-    if missing or unexpected or wrong:
-        parts = [f"missing {missing[:5]}" if missing else "", f"unexpected {unexpected[:5]}" if unexpected else "",
-                 f"wrong shapes {wrong[:5]}" if wrong else ""]
-        hint = ""
-        if any(w.startswith("pos_embed") for w in wrong):
-            hint = " (pos_embed: its img_size or patch_size disagrees with the weights)"
-        elif any(w.startswith("patch_embed") for w in wrong):
-            hint = " (patch_embed: its patch_size or channels disagree with the weights)"
-        raise CheckpointError(f"{source} does not match the model{hint}: " + "; ".join(p for p in parts if p))
-    model.load_state_dict(state_dict)
-    return model
-
-
-def slim(payload: dict) -> dict:
-    """A copy without the optimiser and raw weights: what ships and what sampling needs."""
-    return {k: v for k, v in payload.items() if k != "training"}
-
-
-def resume_path(checkpoint_path: Path | str) -> Path:
-    """Where the full training state lives beside a (slim) checkpoint: ``name.resume.pt``."""
-    path = Path(checkpoint_path)
-    return path.with_name(path.stem + ".resume" + path.suffix)
-
-
-def write_both(checkpoint_path: Path | str, payload: dict) -> None:
-    save_checkpoint(resume_path(checkpoint_path), payload)
-    save_checkpoint(checkpoint_path, slim(payload))
 
 
 # ---------------------------------------------------------------------------- the loop
