@@ -157,3 +157,48 @@ def test_wilson_interval_keeps_a_width_at_0_and_100_percent():
 def test_wilson_interval_refuses_a_share_outside_0_1_or_no_trials(accuracy, n):
     with pytest.raises(ValueError, match="share in"):
         evaluation.wilson_interval(accuracy, n)
+
+
+# ---------------------------------------------------------------------------- the Fréchet error bar
+def _gaussian_features(n, generator, dim=8, shift=0.5):
+    """Gaussian stand-ins for judge features: a shifted, correlated cloud (the 'samples')."""
+    mixing = torch.eye(dim, dtype=torch.float64) + 0.3 * torch.ones(dim, dim, dtype=torch.float64) / dim
+    return shift + torch.randn(n, dim, generator=generator, dtype=torch.float64) @ mixing
+
+
+def test_bootstrap_error_matches_the_spread_over_independent_samples():
+    # the bar must say how much the distance would move if the N samples were drawn again. Guards against
+    # resampling without replacement (a permutation has the very same mean and covariance: error 0) and
+    # against reporting the error of the bootstrap mean (the spread divided by sqrt(resamples))
+    gen = torch.Generator().manual_seed(0)
+    ref_mean, ref_cov = torch.zeros(8, dtype=torch.float64), torch.eye(8, dtype=torch.float64)
+    redraws = [evaluation.frechet_from_statistics(*evaluation.feature_statistics(_gaussian_features(200, gen)),
+                                                  ref_mean, ref_cov) for _ in range(400)]
+    spread = torch.tensor(redraws).std().item()
+    for seed in range(5):
+        features = _gaussian_features(200, gen)
+        value, error = evaluation.frechet_bootstrap(features, ref_mean, ref_cov, resamples=100, seed=seed)
+        assert value == pytest.approx(evaluation.frechet_from_statistics(
+            *evaluation.feature_statistics(features), ref_mean, ref_cov), rel=1e-12)
+        assert 0.6 * spread < error < 1.6 * spread, (error, spread)
+
+
+def test_frechet_with_error_on_judge_features_at_n_200(train_split):
+    # the regime of the notebooks: N = 200 images about four times the floor away (noisy real digits);
+    # the bootstrap bar against the spread over 20 independent draws of 200 from the same pool
+    images = train_split[0][:3000]
+    noisy = (images + 0.15 * torch.randn(images.shape, generator=torch.Generator().manual_seed(2))).clamp(-1, 1)
+    features = evaluation.judge_features(noisy)
+    mean, cov = evaluation.reference_statistics()
+    gen = torch.Generator().manual_seed(3)
+    draws = [torch.randperm(len(noisy), generator=gen)[:200] for _ in range(20)]
+    spread = torch.tensor([evaluation.frechet_from_statistics(*evaluation.feature_statistics(features[d]), mean, cov)
+                           for d in draws]).std().item()
+    value, error = evaluation.frechet_with_error(noisy[draws[0]])
+    assert value == pytest.approx(evaluation.frechet_distance(noisy[draws[0]]), rel=1e-9)
+    assert 0.7 * spread < error < 2.0 * spread, (error, spread)    # measured: see the docstring
+
+
+def test_frechet_bootstrap_refuses_too_few_resamples():
+    with pytest.raises(ValueError, match="at least 2 resamples"):
+        evaluation.frechet_bootstrap(torch.randn(10, 3), torch.zeros(3), torch.eye(3), resamples=1)
