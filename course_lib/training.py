@@ -34,6 +34,7 @@ from .checkpoint import (  # noqa: F401
     unreadable_reason,
     write_both,
 )
+from .resume import RESUME_META_FIELDS, RESUME_TRAIN_FIELDS, ResumePoint, check_resume  # noqa: F401
 
 LR_SCHEDULES = ("step", "cosine")
 
@@ -126,7 +127,7 @@ LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Generator], torc
 
 def train(model: nn.Module, loss_fn: LossFn, images: torch.Tensor, labels: torch.Tensor,
           cfg: TrainConfig, device: torch.device | str, *, kind: str, model_config: dict,
-          checkpoint_path: Path | str | None = None, resume: Path | str | None = None,
+          checkpoint_path: Path | str | None = None, resume: Path | str | ResumePoint | None = None,
           metadata: dict | None = None, on_step: Callable[[int, float], None] | None = None,
           progress: bool = True) -> TrainResult:
     """Train ``model`` on in-memory ``images`` (N, C, H, W) and ``labels`` (N,).
@@ -134,140 +135,177 @@ def train(model: nn.Module, loss_fn: LossFn, images: torch.Tensor, labels: torch
     ``kind`` ("ddpm", "cfg", "flow") and ``model_config`` go into every checkpoint so that
     loading can refuse a mismatched file. Every ``save_freq`` epochs and at the end, the EMA
     weights go to ``checkpoint_path`` (small: what sampling needs) and the whole training state to
-    :func:`resume_path` of it. With ``resume`` (either file) the run continues from the last
-    completed epoch with the same optimiser, EMA, schedule and data order.
+    :func:`resume_path` of it. With ``resume`` (either file, or what :func:`check_resume` returned)
+    the run continues from the last completed epoch with the same optimiser, EMA, schedule and data
+    order; a resume that would change the run (:func:`check_resume`) is refused before any step.
     """
     device = torch.device(device)
-    generator = seed_everything(cfg.seed)
-    model.to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = -(-len(images) // cfg.batch_size)
-
-    total_steps = cfg.epochs * steps_per_epoch if cfg.max_steps is None else min(cfg.max_steps,
-                                                                                  cfg.epochs * steps_per_epoch)
-
-    def lr_factor(step: int) -> float:
-        return lr_multiplier(cfg, step, steps_per_epoch, total_steps)
-
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
-    ema = make_ema(model, cfg.ema_decay)
-    result = TrainResult(model=model, ema=ema.module)
-    on_disk = None  # (epoch, step, path) of the last end-of-epoch state known to be on disk
-
+    if resume is not None:  # before any work: the whole saved run must match this one
+        resume = check_resume(resume, kind, model_config, cfg, len(images), metadata)
+    run = _Run.build(model, cfg, device, len(images), kind, model_config, metadata)
+    saves = _Saves(checkpoint_path, cfg.save_freq)
     if resume is not None:
-        on_disk_path = Path(resume)
-        if resume_path(resume).is_file():
-            resume = resume_path(resume)
-        state = load_checkpoint(resume, kind=kind)
-        if "training" not in state:
-            raise CheckpointError(f"{resume} holds weights only; resume needs its .resume.pt companion")
-        if state["model_config"] != model_config:
-            raise CheckpointError(f"cannot resume: {resume} was trained with {state['model_config']}, "
-                                  f"this model is {model_config}")
-        training = state["training"]
-        if training["step"] != training["epoch"] * steps_per_epoch:
-            raise CheckpointError(
-                f"cannot resume: {resume} stopped inside epoch {training['epoch'] + 1} (step {training['step']}, "
-                f"by max_steps or a different data size), and only a run saved at the end of an epoch "
-                f"continues exactly; start a new run or resume from an end-of-epoch checkpoint")
-        load_weights(model, training["model"], str(resume))
-        optimizer.load_state_dict(training["optimizer"])
-        schedule.load_state_dict(training["lr_schedule"])
-        ema.load_state_dict(training["ema"])
-        generator.set_state(training["generator"])
-        result.losses, result.step, result.epoch = list(training["losses"]), training["step"], training["epoch"]
-        on_disk = (result.epoch, result.step, on_disk_path)
+        run.restore(resume)
+        saves.on_disk = (run.result.epoch, run.result.step, resume.path)
+    model.train()
+    try:
+        with tqdm(total=run.total_steps, initial=min(run.result.step, run.total_steps), leave=False,
+                  disable=config.QUIET or not progress, desc=f"train {kind}") as bar:
+            while run.result.epoch < cfg.epochs and run.result.step < run.total_steps:
+                if not run.one_epoch(loss_fn, images, labels, bar, on_step, checkpoint_path):
+                    break  # max_steps ended the run inside an epoch
+                run.result.epoch += 1
+                saves.end_of_epoch(run)
+        saves.final(run)
+    except KeyboardInterrupt:
+        raise saves.interrupted(run.result.step) from None
+    model.eval()
+    run.result.ema.eval()
+    return run.result
 
-    def snapshot() -> dict:
+
+@dataclass
+class _Run:
+    """Everything one call of :func:`train` updates: the model, its optimiser, schedule, EMA and RNG."""
+
+    cfg: TrainConfig
+    device: torch.device
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    schedule: torch.optim.lr_scheduler.LambdaLR
+    ema: AveragedModel
+    generator: torch.Generator
+    result: TrainResult
+    total_steps: int
+    header: dict  # format, kind, model config: the same in every checkpoint of the run
+    metadata: dict
+
+    @classmethod
+    def build(cls, model, cfg: TrainConfig, device, num_images: int, kind: str, model_config: dict,
+              metadata: dict | None) -> _Run:
+        generator = seed_everything(cfg.seed)
+        model.to(device)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        steps_per_epoch = -(-num_images // cfg.batch_size)
+        total_steps = cfg.epochs * steps_per_epoch
+        total_steps = total_steps if cfg.max_steps is None else min(cfg.max_steps, total_steps)
+
+        def lr_factor(step: int) -> float:
+            return lr_multiplier(cfg, step, steps_per_epoch, total_steps)
+
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+        ema = make_ema(model, cfg.ema_decay)
+        header = {"format": CHECKPOINT_FORMAT, "kind": kind, "model_config": model_config}
+        return cls(cfg, device, model, optimizer, schedule, ema, generator, TrainResult(model=model, ema=ema.module),
+                   total_steps, header, metadata or {})
+
+    def restore(self, point: ResumePoint) -> None:
+        """Continue from a checked end-of-epoch state: weights, optimiser, schedule, EMA, RNG and losses."""
+        saved = point.state["training"]
+        load_weights(self.model, saved["model"], str(point.path))
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.schedule.load_state_dict(saved["lr_schedule"])
+        self.ema.load_state_dict(saved["ema"])
+        self.generator.set_state(saved["generator"])
+        self.result.losses, self.result.step, self.result.epoch = list(saved["losses"]), saved["step"], saved["epoch"]
+
+    def one_epoch(self, loss_fn: LossFn, images, labels, bar, on_step, checkpoint_path) -> bool:
+        """One pass over the data in a fresh random order; False if ``max_steps`` ended it early."""
+        order = torch.randperm(len(images), generator=self.generator)
+        for start in range(0, len(images), self.cfg.batch_size):
+            batch = order[start:start + self.cfg.batch_size]
+            x = images[batch].to(self.device)  # (B, C, H, W)
+            y = labels[batch].to(self.device)  # (B,)
+            loss = self.step(loss_fn, x, y, checkpoint_path)
+            bar.update(1)
+            bar.set_postfix(loss=f"{np.mean(self.result.losses[-50:]):.4f}")
+            if on_step is not None:
+                on_step(self.result.step, loss)
+            if self.result.step >= self.total_steps:
+                break
+        return start + self.cfg.batch_size >= len(images)
+
+    def step(self, loss_fn: LossFn, x, y, checkpoint_path) -> float:
+        """One optimiser step (clipped gradient, schedule, EMA); a NaN or Inf loss stops the run first."""
+        loss = loss_fn(self.model, x, y, self.generator)
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(
+                f"loss became {loss.item()} at step {self.result.step} (epoch {self.result.epoch}); training "
+                f"stopped and no checkpoint was written after the last good one"
+                f"{f' ({checkpoint_path})' if checkpoint_path else ''}. Try a lower --lr.")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.optimizer.step()
+        self.schedule.step()
+        self.ema.update_parameters(self.model)
+        self.result.step += 1
+        self.result.losses.append(loss.item())
+        return self.result.losses[-1]
+
+    def snapshot(self) -> dict:
+        """The checkpoint of this moment; its tensors are the live ones (copy it to keep it)."""
+        result = self.result
         return {
-            "format": CHECKPOINT_FORMAT, "kind": kind, "model_config": model_config,
-            "state_dict": {k: v.detach().cpu() for k, v in ema.module.state_dict().items()},
-            "metadata": {**(metadata or {}), "train_config": asdict(cfg), "step": result.step,
+            **self.header,
+            "state_dict": {k: v.detach().cpu() for k, v in self.ema.module.state_dict().items()},
+            "metadata": {**self.metadata, "train_config": asdict(self.cfg), "step": result.step,
                          "epoch": result.epoch, "final_loss": float(np.mean(result.losses[-100:] or [0]))},
-            "training": {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                         "lr_schedule": schedule.state_dict(), "ema": ema.state_dict(),
-                         "generator": generator.get_state(), "losses": result.losses,
+            "training": {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                         "lr_schedule": self.schedule.state_dict(), "ema": self.ema.state_dict(),
+                         "generator": self.generator.get_state(), "losses": result.losses,
                          "step": result.step, "epoch": result.epoch},
         }
 
-    total = total_steps
-    bar = tqdm(total=total, initial=min(result.step, total), disable=config.QUIET or not progress,
-               desc=f"train {kind}", leave=False)
-    model.train()
-    saved_at_step = None  # the final write is skipped when the last epoch's checkpoint already holds it
-    epoch_end = None  # the last end-of-epoch state while it is not on disk: what Ctrl-C writes
-    try:
-        while result.epoch < cfg.epochs and result.step < total:
-            order = torch.randperm(len(images), generator=generator)
-            for start in range(0, len(images), cfg.batch_size):
-                batch = order[start:start + cfg.batch_size]
-                x = images[batch].to(device)  # (B, C, H, W)
-                y = labels[batch].to(device)  # (B,)
-                loss = loss_fn(model, x, y, generator)
-                if not torch.isfinite(loss):
-                    bar.close()
-                    raise TrainingDiverged(
-                        f"loss became {loss.item()} at step {result.step} (epoch {result.epoch}); training "
-                        f"stopped and no checkpoint was written after the last good one"
-                        f"{f' ({checkpoint_path})' if checkpoint_path else ''}. Try a lower --lr.")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                optimizer.step()
-                schedule.step()
-                ema.update_parameters(model)
-                result.step += 1
-                result.losses.append(loss.item())
-                bar.update(1)
-                bar.set_postfix(loss=f"{np.mean(result.losses[-50:]):.4f}")
-                if on_step is not None:
-                    on_step(result.step, result.losses[-1])
-                if result.step >= total:
-                    break
-            if start + cfg.batch_size < len(images):  # max_steps ended the run inside an epoch
-                break
-            result.epoch += 1
-            if checkpoint_path is not None:
-                epoch_end = snapshot()  # live tensors: still the end of this epoch while we write it
-                if result.epoch % cfg.save_freq == 0:
-                    write_both(checkpoint_path, epoch_end)
-                    on_disk = (result.epoch, result.step, Path(checkpoint_path))
-                    saved_at_step, epoch_end = result.step, None
-                else:  # the next epoch changes the live tensors in place: keep a copy for Ctrl-C
-                    epoch_end = copy.deepcopy(epoch_end)
-        bar.close()
-        if checkpoint_path is not None and saved_at_step != result.step:
-            write_both(checkpoint_path, snapshot())
-    except KeyboardInterrupt:
-        bar.close()
-        raise interrupted(result.step, checkpoint_path, epoch_end, on_disk) from None
-    model.eval()
-    result.ema.eval()
-    return result
 
+class _Saves:
+    """The run's checkpoints: every ``save_freq`` epochs, at the end, and the last epoch on Ctrl-C.
 
-def interrupted(step: int, checkpoint_path, epoch_end: dict | None, on_disk) -> TrainingInterrupted:
-    """After Ctrl-C: write the last completed epoch if it is not on disk yet; say where it is.
-
-    Only an end-of-epoch state resumes exactly (same data order, schedule and optimiser), so the
-    steps of the unfinished epoch are not saved: ``--resume`` redoes them, with the same result.
+    Only an end-of-epoch state resumes exactly, so between writes the last one is kept in memory.
     """
-    if epoch_end is not None:
-        epoch, epoch_step = epoch_end["training"]["epoch"], epoch_end["training"]["step"]
-        try:
-            write_both(checkpoint_path, epoch_end)
-        except OSError as error:
-            kept = f"; {on_disk[2]} still holds epoch {on_disk[0]}" if on_disk else ""
-            return TrainingInterrupted(f"interrupted at step {step}; could not save epoch {epoch} to "
-                                       f"{checkpoint_path} ({error.strerror or error}){kept}")
-        on_disk = (epoch, epoch_step, Path(checkpoint_path))
-        verb = "saved"
-    else:
-        verb = "kept"
-    if on_disk is None:
-        return TrainingInterrupted(f"interrupted at step {step}, before the first epoch ended: nothing was saved")
-    epoch, epoch_step, path = on_disk
-    redo = f" (it redoes the {step - epoch_step} step(s) of the unfinished epoch)" if step > epoch_step else ""
-    return TrainingInterrupted(f"interrupted at step {step}; {verb} the end of epoch {epoch} (step {epoch_step}) "
-                               f"in {path}: --resume {path} continues from there{redo}",
-                               path=path, epoch=epoch, step=epoch_step)
+
+    def __init__(self, path: Path | str | None, save_freq: int):
+        self.path = None if path is None else Path(path)
+        self.save_freq = save_freq
+        self.on_disk = None  # (epoch, step, path) of the last end-of-epoch state known to be on disk
+        self.saved_at_step = None  # the final write is skipped when the last epoch's checkpoint already holds it
+        self.epoch_end = None  # the last end-of-epoch state while it is not on disk: what Ctrl-C writes
+
+    def end_of_epoch(self, run: _Run) -> None:
+        if self.path is None:
+            return
+        self.epoch_end = run.snapshot()  # live tensors: still the end of this epoch while we write it
+        if run.result.epoch % self.save_freq == 0:
+            write_both(self.path, self.epoch_end)
+            self.on_disk = (run.result.epoch, run.result.step, self.path)
+            self.saved_at_step, self.epoch_end = run.result.step, None
+        else:  # the next epoch changes the live tensors in place: keep a copy for Ctrl-C
+            self.epoch_end = copy.deepcopy(self.epoch_end)
+
+    def final(self, run: _Run) -> None:
+        if self.path is not None and self.saved_at_step != run.result.step:
+            write_both(self.path, run.snapshot())
+
+    def interrupted(self, step: int) -> TrainingInterrupted:
+        """After Ctrl-C: write the last completed epoch if it is not on disk yet; say where it is.
+
+        Only an end-of-epoch state resumes exactly (same data order, schedule and optimiser), so the
+        steps of the unfinished epoch are not saved: ``--resume`` redoes them, with the same result.
+        """
+        on_disk, verb = self.on_disk, "kept"
+        if self.epoch_end is not None:
+            epoch, epoch_step = self.epoch_end["training"]["epoch"], self.epoch_end["training"]["step"]
+            try:
+                write_both(self.path, self.epoch_end)
+            except OSError as error:
+                kept = f"; {on_disk[2]} still holds epoch {on_disk[0]}" if on_disk else ""
+                return TrainingInterrupted(f"interrupted at step {step}; could not save epoch {epoch} to "
+                                           f"{self.path} ({error.strerror or error}){kept}")
+            on_disk, verb = (epoch, epoch_step, self.path), "saved"
+        if on_disk is None:
+            return TrainingInterrupted(f"interrupted at step {step}, before the first epoch ended: nothing was saved")
+        epoch, epoch_step, path = on_disk
+        redo = f" (it redoes the {step - epoch_step} step(s) of the unfinished epoch)" if step > epoch_step else ""
+        return TrainingInterrupted(f"interrupted at step {step}; {verb} the end of epoch {epoch} (step {epoch_step}) "
+                                   f"in {path}: --resume {path} continues from there{redo}",
+                                   path=path, epoch=epoch, step=epoch_step)

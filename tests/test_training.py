@@ -193,3 +193,77 @@ def test_step_schedule_halves_at_each_decay_epoch():
 def test_unknown_lr_schedule_is_refused():
     with pytest.raises(ValueError, match="lr_schedule"):
         training.TrainConfig(lr_schedule="linear")
+
+
+# ---------------------------------------------------------------------------- resume called from Python
+@pytest.mark.parametrize("change, named", [
+    (dict(lr=2e-3), "lr 0.001 -> 0.002"),
+    (dict(batch_size=16), "batch_size 32 -> 16"),
+    (dict(seed=3), "seed 0 -> 3"),
+    (dict(lr_schedule="cosine"), "lr_schedule 'step' -> 'cosine'"),
+    (dict(lr=2e-3, seed=3), "lr 0.001 -> 0.002, seed 0 -> 3"),
+])
+def test_train_refuses_a_resume_with_other_settings_and_names_each(tmp_path, change, named):
+    """Guards: a direct call of train(resume=...) that silently continues with another lr, batch or seed."""
+    path = tmp_path / "ckpt.pt"
+    run(training.TrainConfig(epochs=1, batch_size=32), path)
+    before = path.read_bytes(), training.resume_path(path).read_bytes()
+    with pytest.raises(training.CheckpointError, match="this run would differ from the saved one in " + named):
+        run(training.TrainConfig(**{"epochs": 2, "batch_size": 32, **change}), resume=path)
+    assert (path.read_bytes(), training.resume_path(path).read_bytes()) == before
+
+
+def test_train_refuses_a_resume_with_another_model_config_and_names_the_field(tmp_path):
+    path = tmp_path / "ckpt.pt"
+    run(training.TrainConfig(epochs=1, batch_size=32), path)
+    model = dit.DiT(dit.preset("tiny", depth=4))
+    images, labels = toy_data()
+    with pytest.raises(training.CheckpointError, match="differ from the saved one in depth 2 -> 4"):
+        training.train(model, ddpm_loss(), images, labels, training.TrainConfig(epochs=2, batch_size=32), "cpu",
+                       kind="ddpm", model_config=model.cfg.to_dict(), resume=path, progress=False)
+
+
+def test_train_compares_the_metadata_settings_it_is_given(tmp_path):
+    """prediction, schedule, p_uncond ... live in the metadata, not in TrainConfig: compared when passed."""
+    path = tmp_path / "ckpt.pt"
+    images, labels = toy_data()
+
+    def call(metadata, epochs, resume=None, checkpoint_path=None):
+        torch.manual_seed(0)
+        model = dit.DiT(dit.preset("tiny"))
+        return training.train(model, ddpm_loss(), images, labels, training.TrainConfig(epochs=epochs, batch_size=32),
+                              "cpu", kind="ddpm", model_config=model.cfg.to_dict(), checkpoint_path=checkpoint_path,
+                              resume=resume, metadata=metadata, progress=False)
+
+    call({"prediction": "eps", "schedule": "linear"}, 1, checkpoint_path=path)
+    with pytest.raises(training.CheckpointError, match="prediction 'eps' -> 'v'"):
+        call({"prediction": "v", "schedule": "linear"}, 2, resume=path)
+    assert call({"prediction": "eps", "schedule": "linear"}, 2, resume=path).epoch == 2
+
+
+def test_train_refuses_to_resume_a_finished_run(tmp_path):
+    path = tmp_path / "ckpt.pt"
+    run(training.TrainConfig(epochs=1, batch_size=32), path)
+    with pytest.raises(training.CheckpointError, match="already finished 1 epoch"):
+        run(training.TrainConfig(epochs=1, batch_size=32), resume=path)
+
+
+def test_a_cosine_run_cannot_change_its_epochs_on_resume(tmp_path):
+    path = tmp_path / "ckpt.pt"
+    run(training.TrainConfig(epochs=2, batch_size=32, lr_schedule="cosine", max_steps=2), path)
+    with pytest.raises(training.CheckpointError, match=r"epochs 2 -> 3 \(a cosine schedule ends"):
+        run(training.TrainConfig(epochs=3, batch_size=32, lr_schedule="cosine"), resume=path)
+
+
+def test_a_checked_resume_point_is_not_read_again(tmp_path, monkeypatch):
+    """The command line checks the resume before loading data; train() then reuses the state in memory."""
+    path = tmp_path / "half.pt"
+    run(training.TrainConfig(epochs=1, batch_size=32, seed=5), path)
+    cfg = training.TrainConfig(epochs=2, batch_size=32, seed=5)
+    model_config = dit.preset("tiny").to_dict()
+    point = training.check_resume(path, "ddpm", model_config, cfg, num_images=64)
+    from course_lib import resume
+
+    monkeypatch.setattr(resume, "load_checkpoint", lambda *a, **k: pytest.fail("loaded twice"))
+    resumed = run(cfg, resume=point)
+    assert resumed.epoch == 2 and resumed.step == 4

@@ -1,0 +1,92 @@
+"""Resume: continue a run from its last end-of-epoch checkpoint, or refuse, naming what would change.
+
+A resumed run must be the run it continues: the same model, data, objective and optimiser, so
+that stopping and resuming gives bit for bit what an uninterrupted run gives. :func:`check_resume`
+loads the saved state once and compares it with what the caller is about to run; the command line
+calls it before loading any data, and :func:`course_lib.training.train` calls it again on the state
+already in memory (no second load).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .checkpoint import CheckpointError, load_checkpoint, resume_path
+
+# what a resume must agree on, besides the model config: the run's data order, objective and optimiser
+RESUME_TRAIN_FIELDS = ("batch_size", "lr", "seed", "lr_decay_step", "lr_decay_rate", "lr_schedule",
+                       "warmup_steps", "grad_clip", "ema_decay", "weight_decay")
+# the settings outside TrainConfig that the command line stores in the metadata (None where a kind has none)
+RESUME_META_FIELDS = ("prediction", "schedule", "num_steps", "limit", "p_uncond", "time_sampling")
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    """A loaded end-of-epoch training state: ``path`` as the caller named it, ``state`` the payload read."""
+
+    path: Path
+    state: dict
+
+    @property
+    def epoch(self) -> int:
+        return self.state["training"]["epoch"]
+
+    @property
+    def step(self) -> int:
+        return self.state["training"]["step"]
+
+
+def load_resume(path: Path | str, kind: str) -> ResumePoint:
+    """Read the full training state: ``name.resume.pt`` when it exists beside ``path``, else ``path``."""
+    path = Path(path)
+    source = resume_path(path) if resume_path(path).is_file() else path
+    state = load_checkpoint(source, kind=kind)
+    if "training" not in state:
+        raise CheckpointError(f"{source} holds weights only; resume needs its .resume.pt companion")
+    return ResumePoint(path, state)
+
+
+def check_resume(resume: Path | str | ResumePoint, kind: str, model_config: dict, cfg, num_images: int,
+                 metadata: dict | None = None) -> ResumePoint:
+    """The saved run that ``resume`` names, if this run (``cfg``, a TrainConfig) continues it exactly.
+
+    Refused with a CheckpointError: another kind or model config, other settings (the
+    :data:`RESUME_TRAIN_FIELDS`, the epochs of a cosine schedule, and with ``metadata`` the
+    :data:`RESUME_META_FIELDS`), a run stopped inside an epoch, or one that already has
+    ``cfg.epochs`` epochs. ``resume`` may be a ResumePoint already loaded: then nothing is read.
+    """
+    point = resume if isinstance(resume, ResumePoint) else load_resume(resume, kind)
+    if point.state.get("kind") != kind:
+        raise CheckpointError(f"{point.path} holds a {point.state.get('kind')!r} model, expected {kind!r}")
+    differ = differences(point.state, model_config, asdict(cfg), metadata)
+    if differ:
+        raise CheckpointError(f"cannot resume from {point.path}: this run would differ from the saved one in "
+                              + ", ".join(differ) + "; give the same settings or start a new run")
+    steps_per_epoch = -(-num_images // cfg.batch_size)
+    if point.step != point.epoch * steps_per_epoch:
+        raise CheckpointError(
+            f"cannot resume from {point.path}: the run stopped inside epoch {point.epoch + 1} (step {point.step}, "
+            f"by max_steps or a different data size), and only a run saved at the end of an epoch continues "
+            f"exactly; start a new run or resume from an end-of-epoch checkpoint")
+    if point.epoch >= cfg.epochs:
+        raise CheckpointError(f"cannot resume from {point.path}: the run already finished {point.epoch} epoch"
+                              f"{'' if point.epoch == 1 else 's'}; ask for more with --epochs (TrainConfig.epochs)")
+    return point
+
+
+def differences(state: dict, model_config: dict, train_config: dict, metadata: dict | None) -> list[str]:
+    """Each setting the saved run and this one disagree on, as ``name saved -> new``, model config first."""
+    saved_model = state["model_config"]
+    differ = [f"{k} {saved_model.get(k)!r} -> {model_config.get(k)!r}" for k in {**model_config, **saved_model}
+              if saved_model.get(k) != model_config.get(k)]
+    saved = {"lr_schedule": "step", **state["metadata"].get("train_config", {})}  # older runs were all "step"
+    if saved["lr_schedule"] == "cosine" and saved.get("epochs") != train_config["epochs"]:
+        differ.append(f"epochs {saved.get('epochs')!r} -> {train_config['epochs']!r} (a cosine schedule ends at "
+                      f"the run's last step)")
+    differ += [f"{k} {saved.get(k)!r} -> {train_config[k]!r}" for k in RESUME_TRAIN_FIELDS
+               if saved.get(k) != train_config[k]]
+    if metadata is not None:
+        differ += [f"{k} {state['metadata'].get(k)!r} -> {metadata.get(k)!r}" for k in RESUME_META_FIELDS
+                   if state["metadata"].get(k) != metadata.get(k)]
+    return differ
