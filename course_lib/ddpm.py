@@ -15,21 +15,29 @@ import math
 
 import torch
 
+from . import guidance
+from .inputs import check_num_steps
+
 
 class NoiseScheduler:
     """Betas, alphas and their cumulative products, plus the forward and reverse steps."""
 
-    def __init__(self, num_steps: int = 1000, schedule: str = "linear", beta_start: float = 1e-4,
-                 beta_end: float = 0.02, variance: str = "posterior", device: torch.device | str = "cpu"):
-        if num_steps < 2:
-            raise ValueError(f"num_steps must be at least 2, got {num_steps}")
+    def __init__(self, num_timesteps: int = 1000, schedule: str = "linear", beta_start: float = 1e-4,
+                 beta_end: float = 0.02, variance: str = "posterior", device: torch.device | str = "cpu", *,
+                 num_steps: int | None = None):
+        if num_steps is not None:  # the old name of num_timesteps, kept for existing notebooks and code
+            if num_timesteps not in (1000, num_steps):
+                raise ValueError(f"num_steps is the old name of num_timesteps; got both ({num_steps}, {num_timesteps})")
+            num_timesteps = num_steps
+        if num_timesteps < 2:
+            raise ValueError(f"num_timesteps must be at least 2, got {num_timesteps}")
         if variance not in ("posterior", "beta"):
             raise ValueError(f"variance must be 'posterior' (beta tilde) or 'beta', got {variance!r}")
-        self.num_steps = num_steps
+        self.num_timesteps = num_timesteps  # T, the length of the forward chain (not a sampler's step count)
         self.schedule = schedule
         self.variance = variance
         self.device = torch.device(device)
-        betas = make_betas(schedule, num_steps, beta_start, beta_end)  # (T,) float64
+        betas = make_betas(schedule, num_timesteps, beta_start, beta_end)  # (T,) float64
         alphas = 1.0 - betas
         alpha_bars = torch.cumprod(alphas, dim=0)
         alpha_bars_prev = torch.cat([torch.ones(1, dtype=torch.float64), alpha_bars[:-1]])
@@ -43,6 +51,11 @@ class NoiseScheduler:
         self.alpha_bars_prev = alpha_bars_prev.to(**as_f32)
         self.posterior_variance = posterior_variance.to(**as_f32)
 
+    @property
+    def num_steps(self) -> int:
+        """The old name of :attr:`num_timesteps` (read-only; checkpoints store T under "num_steps")."""
+        return self.num_timesteps
+
     # ------------------------------------------------------------------ helpers
     def snr(self) -> torch.Tensor:
         """Signal-to-noise ratio ᾱ / (1 - ᾱ) per step, shape (T,)."""
@@ -54,13 +67,13 @@ class NoiseScheduler:
             raise TypeError(f"t must be an int or an integer tensor of steps, got {type(t).__name__}")
         t = torch.as_tensor(t, device=self.device)
         if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
-            raise TypeError(f"t must hold integer steps in [0, {self.num_steps - 1}], got dtype {t.dtype}")
+            raise TypeError(f"t must hold integer steps in [0, {self.num_timesteps - 1}], got dtype {t.dtype}")
         if t.dim() == 0:
             t = t.expand(batch_size)
         if t.shape != (batch_size,):
             raise ValueError(f"t must be a scalar or have shape ({batch_size},), got {tuple(t.shape)}")
-        if (t < 0).any() or (t >= self.num_steps).any():
-            raise ValueError(f"t must lie in [0, {self.num_steps - 1}], got values from "
+        if (t < 0).any() or (t >= self.num_timesteps).any():
+            raise ValueError(f"t must lie in [0, {self.num_timesteps - 1}], got values from "
                              f"{int(t.min())} to {int(t.max())}")
         return t.long()
 
@@ -69,7 +82,7 @@ class NoiseScheduler:
 
         ``T * time`` is the paper's t = step + 1; time 0 would be the clean image, which no step has.
         """
-        return (step.float() + 1.0) / self.num_steps
+        return (step.float() + 1.0) / self.num_timesteps
 
     @staticmethod
     def _per_sample(values: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -123,15 +136,15 @@ def _check_same_shape(name: str, tensor: torch.Tensor, like_name: str, like: tor
         raise ValueError(f"{name} has shape {shape}, {like_name} has {tuple(like.shape)}: they must match")
 
 
-def make_betas(schedule: str, num_steps: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:
+def make_betas(schedule: str, num_timesteps: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:
     """β_1..β_T in float64 for the ``linear`` (DDPM) or ``cosine`` (Nichol & Dhariwal 2021) schedule."""
     if schedule == "linear":
         if not 0.0 < beta_start < beta_end < 1.0:
             raise ValueError(f"need 0 < beta_start < beta_end < 1, got {beta_start}, {beta_end}")
-        return torch.linspace(beta_start, beta_end, num_steps, dtype=torch.float64)
+        return torch.linspace(beta_start, beta_end, num_timesteps, dtype=torch.float64)
     if schedule == "cosine":
         offset = 0.008  # keeps β_1 from being vanishingly small
-        s = torch.arange(num_steps + 1, dtype=torch.float64) / num_steps
+        s = torch.arange(num_timesteps + 1, dtype=torch.float64) / num_timesteps
         f = torch.cos((s + offset) / (1.0 + offset) * math.pi / 2.0) ** 2
         alpha_bars = f / f[0]
         # clipped as in the paper: ᾱ reaches 0 at the end, which would make β_T = 1
@@ -177,7 +190,7 @@ def loss(model, images: torch.Tensor, labels, scheduler: NoiseScheduler, generat
          prediction: str = "eps") -> torch.Tensor:
     """MSE between the network output and its target at a uniformly drawn step per image."""
     b = images.shape[0]
-    step = torch.randint(0, scheduler.num_steps, (b,), generator=generator).to(images.device)  # (B,)
+    step = torch.randint(0, scheduler.num_timesteps, (b,), generator=generator).to(images.device)  # (B,)
     noise = torch.randn(images.shape, generator=generator).to(images.device)  # (B, C, H, W)
     x_t, _ = scheduler.noise_image(images, step, noise=noise)
     out = model(x_t, scheduler.step_to_time(step), labels)
@@ -192,16 +205,27 @@ def loss(model, images: torch.Tensor, labels, scheduler: NoiseScheduler, generat
 
 
 # ---------------------------------------------------------------------------- samplers
+DDIM_STEPS = 50  # DDIM's default step count, and the command line's
+
+
 def _randn(shape, generator: torch.Generator | None, device) -> torch.Tensor:
     """Noise drawn on the generator's device, so a seed gives the same images on CPU and GPU."""
     where = generator.device if generator is not None else device
     return torch.randn(shape, generator=generator, device=where).to(device)
 
 
-def _with_guidance(model, guidance_scale):
-    from . import guidance  # guidance imports nothing from here; the late import keeps modules flat
+def check_ddim_steps(num_steps, scheduler: NoiseScheduler) -> int:
+    """DDIM's step count: an integer in [1, T], since it visits a subset of the scheduler's T steps."""
+    T = scheduler.num_timesteps
+    return check_num_steps(num_steps, T, over_maximum=f"DDIM takes at most the scheduler's {T} steps")
 
-    return model if guidance_scale is None else guidance.guided(model, guidance_scale)
+
+def last_state(steps):
+    """Run a step generator (``ddpm_steps``, ``ode_steps``, ...) to its end and return the final state."""
+    final = None
+    for _, state in steps:
+        final = state
+    return final
 
 
 def ddpm_steps(model, scheduler: NoiseScheduler, shape, labels=None, generator=None, device="cpu",
@@ -210,9 +234,9 @@ def ddpm_steps(model, scheduler: NoiseScheduler, shape, labels=None, generator=N
 
     With ``guidance_scale`` (and ``labels``), the network's output is classifier-free guided.
     """
-    model = _with_guidance(model, guidance_scale)
+    model = guidance.maybe_guided(model, guidance_scale)
     x = _randn(shape, generator, device) if x_T is None else x_T.to(device)  # (B, C, H, W)
-    for step in reversed(range(scheduler.num_steps)):
+    for step in reversed(range(scheduler.num_timesteps)):
         steps = torch.full((shape[0],), step, device=device, dtype=torch.long)  # (B,)
         with torch.no_grad():
             pred_noise = predict_noise(model, x, steps, labels, scheduler, prediction)
@@ -221,17 +245,14 @@ def ddpm_steps(model, scheduler: NoiseScheduler, shape, labels=None, generator=N
         yield step, x
 
 
-def ddim_steps(model, scheduler: NoiseScheduler, shape, num_steps: int = 50, labels=None, generator=None,
-               device="cpu", prediction: str = "eps", x_T: torch.Tensor | None = None,
+def ddim_steps(model, scheduler: NoiseScheduler, shape, num_steps: int = DDIM_STEPS, labels=None,
+               generator=None, device="cpu", prediction: str = "eps", x_T: torch.Tensor | None = None,
                guidance_scale: float | None = None):
     """Deterministic DDIM (η = 0) over ``num_steps`` evenly spaced steps; yields ``(step, x)``."""
-    model = _with_guidance(model, guidance_scale)
-    if isinstance(num_steps, bool) or not isinstance(num_steps, int):  # 2.5 would fail deep inside linspace
-        raise ValueError(f"num_steps must be an integer in [1, {scheduler.num_steps}], got {num_steps!r}")
-    if not 1 <= num_steps <= scheduler.num_steps:
-        raise ValueError(f"num_steps must lie in [1, {scheduler.num_steps}], got {num_steps}")
+    model = guidance.maybe_guided(model, guidance_scale)
+    num_steps = check_ddim_steps(num_steps, scheduler)
     x = _randn(shape, generator, device) if x_T is None else x_T.to(device)  # (B, C, H, W)
-    schedule = torch.linspace(scheduler.num_steps - 1, 0, num_steps).round().long().tolist()
+    schedule = torch.linspace(scheduler.num_timesteps - 1, 0, num_steps).round().long().tolist()
     for i, step in enumerate(schedule):
         steps = torch.full((shape[0],), step, device=device, dtype=torch.long)  # (B,)
         with torch.no_grad():
@@ -243,30 +264,22 @@ def ddim_steps(model, scheduler: NoiseScheduler, shape, num_steps: int = 50, lab
         yield step, x
 
 
-def _last(steps):
-    """Run a step generator to its end and return the final state."""
-    final = None
-    for _, state in steps:
-        final = state
-    return final
-
-
 def sample(model, scheduler: NoiseScheduler, shape, labels=None, generator=None, device="cpu",
            prediction: str = "eps", x_T: torch.Tensor | None = None,
            guidance_scale: float | None = None) -> torch.Tensor:
     """All-T-step ancestral DDPM sampling; returns x_0 of ``shape``."""
-    return _last(ddpm_steps(model, scheduler, shape, labels, generator, device, prediction, x_T, guidance_scale))
+    return last_state(ddpm_steps(model, scheduler, shape, labels, generator, device, prediction, x_T, guidance_scale))
 
 
-def sample_ddim(model, scheduler: NoiseScheduler, shape, num_steps: int = 50, labels=None, generator=None,
-                device="cpu", prediction: str = "eps", x_T: torch.Tensor | None = None,
+def sample_ddim(model, scheduler: NoiseScheduler, shape, num_steps: int = DDIM_STEPS, labels=None,
+                generator=None, device="cpu", prediction: str = "eps", x_T: torch.Tensor | None = None,
                 guidance_scale: float | None = None) -> torch.Tensor:
     """DDIM (η = 0) with ``num_steps`` network evaluations; returns x_0 of ``shape``.
 
     Samples are not clipped to [-1, 1]: the Gaussian tests need the exact result; clamp to display.
     """
-    return _last(ddim_steps(model, scheduler, shape, num_steps, labels, generator, device, prediction, x_T,
-                            guidance_scale))
+    return last_state(ddim_steps(model, scheduler, shape, num_steps, labels, generator, device, prediction, x_T,
+                                 guidance_scale))
 
 
 # ---------------------------------------------------------------------------- an exact model for checks
@@ -280,7 +293,7 @@ def gaussian_noise_model(scheduler: NoiseScheduler, mean: float, std: float):
     """
 
     def model(x_t: torch.Tensor, t: torch.Tensor, labels=None) -> torch.Tensor:
-        step = (t * scheduler.num_steps).round().long() - 1  # undo step_to_time: t = (step + 1) / T
+        step = (t * scheduler.num_timesteps).round().long() - 1  # undo step_to_time: t = (step + 1) / T
         a, b = _ab(scheduler, step, x_t)
         return b * (x_t - a * mean) / (a**2 * std**2 + b**2)
 

@@ -23,11 +23,14 @@ import math
 import torch
 
 from . import guidance
-from .ddpm import _randn
+from .ddpm import _randn, last_state
+from .inputs import check_num_steps, check_number
 
 TIME_SAMPLINGS = ("uniform", "logit_normal")
 ODE_METHODS = ("euler", "heun", "midpoint", "heun_euler_last")
 EVALS_PER_STEP = {"euler": 1, "heun": 2, "midpoint": 2, "heun_euler_last": 2, "sde": 1}
+ODE_STEPS = 8  # the ODE samplers' default: 8 Euler steps, 8 network evaluations
+SDE_STEPS = 32  # Euler-Maruyama needs more, smaller steps than the ODE for the same quality
 
 
 # ---------------------------------------------------------------------------- the path
@@ -94,17 +97,7 @@ def gaussian_velocity(mean: float, std: float):
 
 
 # ---------------------------------------------------------------------------- samplers
-def _with_guidance(model, guidance_scale):
-    return model if guidance_scale is None else guidance.guided(model, guidance_scale)
-
-
-def _check_steps(num_steps) -> int:
-    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
-        raise ValueError(f"num_steps must be a positive integer, got {num_steps!r}")
-    return num_steps
-
-
-def ode_steps(model, shape, num_steps: int = 8, method: str = "euler", labels=None, guidance_scale=None,
+def ode_steps(model, shape, num_steps: int = ODE_STEPS, method: str = "euler", labels=None, guidance_scale=None,
               generator: torch.Generator | None = None, device="cpu", x_1: torch.Tensor | None = None):
     """Integrate dx/dt = v from t = 1 to t = 0 on an even grid; yields ``(t, x_t)`` after each step.
 
@@ -114,8 +107,8 @@ def ode_steps(model, shape, num_steps: int = 8, method: str = "euler", labels=No
     """
     if method not in ODE_METHODS:
         raise ValueError(f"method must be one of {ODE_METHODS}, got {method!r}")
-    num_steps = _check_steps(num_steps)
-    velocity = _with_guidance(model, guidance_scale)
+    num_steps = check_num_steps(num_steps)
+    velocity = guidance.maybe_guided(model, guidance_scale)
     x = _randn(shape, generator, device) if x_1 is None else x_1.to(device)  # (B, C, H, W)
     times = torch.linspace(1.0, 0.0, num_steps + 1).tolist()
     with torch.no_grad():
@@ -132,13 +125,12 @@ def ode_steps(model, shape, num_steps: int = 8, method: str = "euler", labels=No
             yield t_next, x
 
 
-def check_gamma(gamma) -> float:
-    if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not math.isfinite(gamma) or gamma < 0:
-        raise ValueError(f"gamma (the SDE noise level) must be a finite number >= 0, got {gamma!r}")
-    return float(gamma)
+def check_gamma(gamma, maximum: float = math.inf) -> float:
+    """The SDE's noise level γ in σ(t)² = γ·t: a finite number >= 0 (0 is the Euler ODE), at most ``maximum``."""
+    return check_number("gamma (the SDE noise level)", gamma, 0.0, maximum)
 
 
-def sde_steps(model, shape, num_steps: int = 32, gamma: float = 1.0, labels=None, guidance_scale=None,
+def sde_steps(model, shape, num_steps: int = SDE_STEPS, gamma: float = 1.0, labels=None, guidance_scale=None,
               generator: torch.Generator | None = None, device="cpu", x_1: torch.Tensor | None = None):
     """Euler-Maruyama for dx = [v - ½σ²·score] dt + σ dW̄ from t = 1 to 0, with σ(t)² = γ·t.
 
@@ -147,8 +139,8 @@ def sde_steps(model, shape, num_steps: int = 32, gamma: float = 1.0, labels=None
     Yields ``(t, x_t)`` after each step.
     """
     gamma = check_gamma(gamma)
-    num_steps = _check_steps(num_steps)
-    velocity = _with_guidance(model, guidance_scale)
+    num_steps = check_num_steps(num_steps)
+    velocity = guidance.maybe_guided(model, guidance_scale)
     x = _randn(shape, generator, device) if x_1 is None else x_1.to(device)  # (B, C, H, W)
     if tuple(x.shape) != tuple(shape):  # the noise z is drawn with ``shape``: a mismatch would broadcast it
         raise ValueError(f"x_1 has shape {tuple(x.shape)} but shape is {tuple(shape)}; give the same")
@@ -168,24 +160,17 @@ def sde_steps(model, shape, num_steps: int = 32, gamma: float = 1.0, labels=None
             yield t_next, x
 
 
-def _last(steps):
-    final = None
-    for _, state in steps:
-        final = state
-    return final
-
-
-def sample_ode(model, shape, num_steps: int = 8, method: str = "euler", labels=None, guidance_scale=None,
+def sample_ode(model, shape, num_steps: int = ODE_STEPS, method: str = "euler", labels=None, guidance_scale=None,
                generator=None, device="cpu", x_1=None) -> torch.Tensor:
     """ODE sampling; returns x_0. Network evaluations per image: ``nfe(method, num_steps)`` (each a
     batched pass of two images with guidance, which runs both predictions at once)."""
-    return _last(ode_steps(model, shape, num_steps, method, labels, guidance_scale, generator, device, x_1))
+    return last_state(ode_steps(model, shape, num_steps, method, labels, guidance_scale, generator, device, x_1))
 
 
-def sample_sde(model, shape, num_steps: int = 32, gamma: float = 1.0, labels=None, guidance_scale=None,
+def sample_sde(model, shape, num_steps: int = SDE_STEPS, gamma: float = 1.0, labels=None, guidance_scale=None,
                generator=None, device="cpu", x_1=None) -> torch.Tensor:
     """Euler-Maruyama SDE sampling; returns x_0."""
-    return _last(sde_steps(model, shape, num_steps, gamma, labels, guidance_scale, generator, device, x_1))
+    return last_state(sde_steps(model, shape, num_steps, gamma, labels, guidance_scale, generator, device, x_1))
 
 
 def nfe(method: str, num_steps: int) -> int:

@@ -17,16 +17,23 @@ import math
 import torch
 
 from .data import NULL_LABEL, NUM_CLASSES
+from .inputs import check_number
 
 P_UNCOND = 0.1
 # what a checkpoint without a recommended scale samples with (sweep.py guidance --choose records one)
 DEFAULT_GUIDANCE_SCALE = 2.0
 
 
+def check_p_uncond(p_uncond, for_training: bool = False) -> float:
+    """The share of labels dropped: in [0, 1], and below 1 to train a model (1 would never show it a label)."""
+    if for_training:
+        return check_number("p_uncond", p_uncond, 0.0, 1.0, high_included=False)
+    return check_number("p_uncond", p_uncond, 0.0, 1.0)
+
+
 def drop_labels(labels: torch.Tensor, p_uncond: float, generator: torch.Generator | None = None) -> torch.Tensor:
     """Replace each label by ``NULL_LABEL`` with probability ``p_uncond`` (a new tensor)."""
-    if not 0.0 <= p_uncond <= 1.0:
-        raise ValueError(f"p_uncond must lie in [0, 1], got {p_uncond}")
+    p_uncond = check_p_uncond(p_uncond)
     drop = torch.rand(labels.shape, generator=generator) < p_uncond  # drawn on the CPU, like all noise
     return torch.where(drop.to(labels.device), torch.full_like(labels, NULL_LABEL), labels)
 
@@ -45,20 +52,22 @@ def check_labels(labels: torch.Tensor) -> torch.Tensor:
     return labels.long()
 
 
-def check_guidance_scale(guidance_scale) -> float:
-    """A finite, non-negative number: 0 is unconditional, 1 conditional, above 1 guided."""
-    if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float)):
-        raise TypeError(f"guidance_scale must be a number, got {type(guidance_scale).__name__}")
-    if not math.isfinite(guidance_scale) or guidance_scale < 0:
-        raise ValueError(f"guidance_scale must be a finite number >= 0, got {guidance_scale}")
-    return float(guidance_scale)
+def check_guidance_scale(guidance_scale, maximum: float = math.inf) -> float:
+    """A finite number >= 0 (0 unconditional, 1 conditional, above 1 guided), at most ``maximum`` if given.
+
+    The library takes any scale (notebooks explore past 20); the command line caps it.
+    """
+    hint = "0 unconditional, 1 conditional, 2-5 typical" if math.isfinite(maximum) else ""
+    return check_number("guidance_scale", guidance_scale, 0.0, maximum, hint=hint)
 
 
 def guided_prediction(model, x_t: torch.Tensor, t: torch.Tensor, labels: torch.Tensor,
                       guidance_scale: float) -> torch.Tensor:
     """The notes' CFG formula, with the conditional and unconditional passes in one batch."""
-    guidance_scale = check_guidance_scale(guidance_scale)
-    labels = check_labels(labels).to(x_t.device)
+    return _combine(model, x_t, t, check_labels(labels).to(x_t.device), check_guidance_scale(guidance_scale))
+
+
+def _combine(model, x_t: torch.Tensor, t, labels: torch.Tensor, guidance_scale: float) -> torch.Tensor:
     b = x_t.shape[0]
     t = torch.as_tensor(t, device=x_t.device, dtype=torch.float32).expand(b)  # (B,)
     both = model(torch.cat([x_t, x_t]), torch.cat([t, t]),
@@ -71,12 +80,22 @@ def guided(model, guidance_scale: float):
     """``model`` wrapped as ``f(x_t, t, labels)`` that returns the guided prediction.
 
     Samplers take any such callable, so guidance plugs into DDPM, DDIM and the flow samplers alike.
+    The scale is checked here, once; the labels when the wrapper first sees them, not at every step.
     """
     guidance_scale = check_guidance_scale(guidance_scale)
+    checked = (None, None)  # (labels as given, as checked): a sampler passes the same tensor at every step
 
     def guided_model(x_t, t, labels):
+        nonlocal checked
         if labels is None:
             raise ValueError("guided sampling needs labels (digits 0-9)")
-        return guided_prediction(model, x_t, t, labels, guidance_scale)
+        if labels is not checked[0]:
+            checked = (labels, check_labels(labels).to(x_t.device))
+        return _combine(model, x_t, t, checked[1], guidance_scale)
 
     return guided_model
+
+
+def maybe_guided(model, guidance_scale: float | None):
+    """What a sampler calls: ``model`` itself without a scale, else :func:`guided` ``model``."""
+    return model if guidance_scale is None else guided(model, guidance_scale)

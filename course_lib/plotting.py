@@ -73,7 +73,7 @@ def schedule_curves(schedulers: dict):
     fig = _figure(10, 2.8)
     axes = fig.subplots(1, 3)
     for name, scheduler in schedulers.items():
-        steps = torch.arange(scheduler.num_steps)
+        steps = torch.arange(scheduler.num_timesteps)
         axes[0].plot(steps, scheduler.betas.cpu(), label=name)
         axes[1].plot(steps, scheduler.alpha_bars.cpu(), label=name)
         axes[2].plot(steps, scheduler.snr().cpu().double().log(), label=name)
@@ -113,12 +113,12 @@ def timestep_figure(x_t: torch.Tensor, scheduler, step: int):
     right = fig.add_axes((0.42, 0.17, 0.55, 0.66))
     _show_image(left, x_t, f"step {step}: ᾱ={alpha_bar:.3g}, SNR={snr:.3g}")
     left.title.set_fontsize(11)
-    steps = torch.arange(scheduler.num_steps)
+    steps = torch.arange(scheduler.num_timesteps)
     right.plot(steps, scheduler.alpha_bars.cpu(), label="ᾱ (signal variance)")
     right.plot(steps, (1.0 - scheduler.alpha_bars).cpu(), label="1 - ᾱ (noise variance)")
     right.axvline(step, color="red", lw=1.2)
     right.plot([step, step], [alpha_bar, 1.0 - alpha_bar], "o", color="red", ms=5)
-    right.set_xlim(0, scheduler.num_steps - 1)
+    right.set_xlim(0, scheduler.num_timesteps - 1)
     right.set_ylim(-0.03, 1.03)
     right.set_xlabel("step", fontsize=11)
     right.set_title("signal vs noise variance", fontsize=11)
@@ -212,7 +212,7 @@ def prediction_error_scales(scheduler):
     x̂0 = a x_t - b v̂, so an error in v̂ is multiplied by b <= 1.
     """
     a, b = scheduler.alpha_bars.cpu().sqrt(), (1.0 - scheduler.alpha_bars.cpu()).sqrt()
-    steps = torch.arange(scheduler.num_steps)
+    steps = torch.arange(scheduler.num_timesteps)
     fig = _figure(5.5, 2.8)
     ax = fig.subplots()
     ax.plot(steps, b / a, label="ε-prediction: sqrt(1-ᾱ)/sqrt(ᾱ)")

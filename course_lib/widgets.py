@@ -72,7 +72,7 @@ def timestep_explorer(image: torch.Tensor, scheduler, step: int = 0, seed: int =
     if noise is None:
         generator = torch.Generator().manual_seed(seed)
         noise = torch.randn(image.shape, generator=generator).to(image.device)  # (1, 1, H, W)
-    slider = widgets.IntSlider(value=step, min=0, max=scheduler.num_steps - 1, description="step",
+    slider = widgets.IntSlider(value=step, min=0, max=scheduler.num_timesteps - 1, description="step",
                                continuous_update=True, layout=widgets.Layout(width="420px"))
 
     def draw(step: int) -> plt.Figure:
@@ -104,7 +104,7 @@ def sampling_steps_explorer(model, scheduler, prediction: str = "eps", num_image
         generator = torch.Generator().manual_seed(seed)
         noise = torch.randn(num_images, channels, size, size, generator=generator)  # (N, C, H, W)
     noise = noise.to(device)
-    slider = widgets.IntSlider(value=steps, min=1, max=min(max_steps, scheduler.num_steps),
+    slider = widgets.IntSlider(value=steps, min=1, max=min(max_steps, scheduler.num_timesteps),
                                description="DDIM steps", continuous_update=False,
                                style={"description_width": "initial"}, layout=widgets.Layout(width="420px"))
 

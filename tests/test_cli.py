@@ -269,7 +269,7 @@ def test_infer_samples_with_the_scheduler_the_checkpoint_was_trained_with(capsys
     seen = {}
 
     def spy(model, scheduler, shape, num_steps, **kwargs):
-        seen.update(schedule=scheduler.schedule, T=scheduler.num_steps, steps=num_steps, **kwargs)
+        seen.update(schedule=scheduler.schedule, T=scheduler.num_timesteps, steps=num_steps, **kwargs)
         return torch.zeros(shape)
 
     monkeypatch.setattr(ddpm, "sample_ddim", spy)

@@ -12,7 +12,7 @@ def exact_noise_model(scheduler):
     """E[ε | x_t] for Gaussian data, as a model(x_t, t, labels) that a sampler can call."""
 
     def model(x_t, t, labels=None):
-        step = (t * scheduler.num_steps).round().long() - 1  # invert step_to_time
+        step = (t * scheduler.num_timesteps).round().long() - 1  # invert step_to_time
         alpha_bar = scheduler.alpha_bars[step].view(-1, 1, 1, 1).double()
         a, b = alpha_bar.sqrt(), (1 - alpha_bar).sqrt()
         # x_t = a x0 + b ε  ->  Cov(ε, x_t) = b, Var(x_t) = a² S² + b²
@@ -25,7 +25,7 @@ def exact_v_model(scheduler):
     eps_model = exact_noise_model(scheduler)
 
     def model(x_t, t, labels=None):
-        step = (t * scheduler.num_steps).round().long() - 1
+        step = (t * scheduler.num_timesteps).round().long() - 1
         a, b = ddpm._ab(scheduler, step, x_t)
         eps = eps_model(x_t, t)
         x0 = (x_t - b * eps) / a
@@ -70,7 +70,7 @@ def test_ddim_driven_by_the_true_noise_lands_on_the_image():
     noise = torch.randn(x0.shape, generator=gen)
 
     def true_noise(x_t, t, labels=None):  # the noise that makes x_t from x0
-        step = (t * s.num_steps).round().long() - 1
+        step = (t * s.num_timesteps).round().long() - 1
         a, b = ddpm._ab(s, step, x_t)
         return (x_t - a * x0) / b
 

@@ -12,7 +12,7 @@ from course_lib import cli, ddpm, dit, flow, training
 
 SHAPE = (3, 1, 32, 32)
 LABELS = torch.tensor([1, 4, 7])
-SCHEDULER = ddpm.NoiseScheduler(num_steps=100)  # a short chain keeps the full DDPM sampler quick
+SCHEDULER = ddpm.NoiseScheduler(num_timesteps=100)  # a short chain keeps the full DDPM sampler quick
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import math
 import pytest
 import torch
 
-from course_lib import ddpm, flow
+from course_lib import ddpm, flow, guidance
 from course_lib.data import NULL_LABEL
 
 MU, S = 0.5, 0.3  # data x0 ~ N(MU, S²) in every pixel
@@ -367,7 +367,7 @@ def test_guided_velocity_follows_the_formula():
     labels = torch.tensor([1, 2, 3, 4])
     t = torch.tensor(0.4)
     cond, uncond = labelled_model(x, t, labels), labelled_model(x, t, torch.full_like(labels, NULL_LABEL))
-    guided = flow._with_guidance(labelled_model, 2.5)(x, t, labels)
+    guided = guidance.maybe_guided(labelled_model, 2.5)(x, t, labels)
     torch.testing.assert_close(guided, uncond + 2.5 * (cond - uncond))
 
 

@@ -24,7 +24,7 @@ def gaussian_class_model(scheduler):
     """model(x_t, t, labels): the exact ε for N(MEANS[label], S²) data, per sample."""
 
     def model(x_t, t, labels):
-        step = (t * scheduler.num_steps).round().long() - 1  # invert step_to_time
+        step = (t * scheduler.num_timesteps).round().long() - 1  # invert step_to_time
         alpha_bar = scheduler.alpha_bars[step].view(-1, 1, 1, 1).double()
         a, b = alpha_bar.sqrt(), (1 - alpha_bar).sqrt()
         mu = MEAN_TABLE[labels].view(-1, 1, 1, 1)  # (B, 1, 1, 1)
@@ -223,3 +223,29 @@ def test_guidance_explorer_draws_guided_ddim_from_fixed_noise_and_redraws():
     unconditional = explorer.images
     explorer.controls["digit"].value = 1
     torch.testing.assert_close(explorer.images, unconditional)
+
+
+def test_p_uncond_has_one_checker_with_the_training_bound():
+    """drop_labels takes [0, 1]; training a conditional model needs p_uncond < 1 (some labels must be seen)."""
+    assert guidance.check_p_uncond(1.0) == 1.0 and guidance.check_p_uncond(0) == 0.0
+    with pytest.raises(ValueError, match=r"p_uncond must lie in \[0, 1\), got 1.0"):
+        guidance.check_p_uncond(1.0, for_training=True)
+    with pytest.raises(ValueError, match=r"p_uncond must lie in \[0, 1\], got nan"):
+        guidance.check_p_uncond(float("nan"))
+
+
+def test_a_capped_guidance_scale_says_its_range_in_both_forms():
+    with pytest.raises(ValueError, match=r"guidance_scale must lie in \[0, 20\]") as caught:
+        guidance.check_guidance_scale(25.0, maximum=20.0)
+    assert caught.value.for_option("--guidance_scale").startswith("--guidance_scale 25.0: must lie in [0, 20]")
+
+
+def test_guided_checks_its_labels_once_per_labels_tensor(monkeypatch):
+    """A sampler passes the same labels at every step: they are checked on the first call only."""
+    calls, real = [], guidance.check_labels
+    monkeypatch.setattr(guidance, "check_labels", lambda y: calls.append(1) or real(y))
+    model, labels = guidance.guided(Recorder(), 2.0), torch.tensor([1, 2])
+    for _ in range(3):
+        model(torch.zeros(2, 1, 4, 4), torch.rand(2), labels)
+    model(torch.zeros(2, 1, 4, 4), torch.rand(2), torch.tensor([3, 4]))  # other labels: checked again
+    assert len(calls) == 2
