@@ -1,4 +1,4 @@
-"""What every benchmark shares: a description of the machine and appending to RESULTS.md."""
+"""What every benchmark shares: a description of the machine, appending to RESULTS.md, the harness sampler."""
 
 from __future__ import annotations
 
@@ -49,3 +49,13 @@ def record(title: str, device: torch.device, table: str, notes: str = "") -> Non
         block += f"\n{notes}\n"
     with open(RESULTS, "a") as handle:
         handle.write(block)
+
+
+def harness(sample, img_size: int = 32):
+    """A :class:`course_lib.sampling.Sampler` as the quality harness wants it: ``(n, generator) ->
+    (images, labels, nfe)``; a conditional one draws the digits 0-9 in turn, at its guidance scale."""
+    def sampler(n: int, generator: torch.Generator):
+        labels = torch.arange(n) % 10 if sample.conditional else None
+        return sample((n, 1, img_size, img_size), labels, generator), labels, sample.nfe
+
+    return sampler

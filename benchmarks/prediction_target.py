@@ -16,9 +16,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.common import markdown_table, record  # noqa: E402
-from benchmarks.quality import ddpm_sampler  # noqa: E402
-from course_lib import config, data, ddpm, dit, evaluation, plotting, training  # noqa: E402
+from benchmarks.common import harness, markdown_table, record  # noqa: E402
+from course_lib import config, data, ddpm, dit, evaluation, plotting, sampling, training  # noqa: E402
 
 
 def main(argv=None) -> None:
@@ -47,7 +46,10 @@ def main(argv=None) -> None:
                                 progress=False)
         seconds = time.perf_counter() - started
 
-        sampler = ddpm_sampler(result.ema, scheduler, prediction, "ddim", args.ddim_steps, device)
+        # what a checkpoint of this run would record, so make_sampler samples as infer would
+        trained = {"kind": "ddpm", "metadata": {"prediction": prediction, "schedule": scheduler.schedule,
+                                                "num_steps": scheduler.num_timesteps}}
+        sampler = harness(sampling.make_sampler(result.ema, trained, "ddim", args.ddim_steps, device=device))
         r = evaluation.measure_quality(sampler, args.n)
         if args.grids is not None:
             x, _, _ = sampler(64, torch.Generator().manual_seed(0))

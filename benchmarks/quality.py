@@ -14,41 +14,28 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.common import markdown_table, record  # noqa: E402
-from course_lib import cli, config, ddpm, evaluation, training  # noqa: E402
+from benchmarks.common import harness, markdown_table, record  # noqa: E402
+from course_lib import checkpoint, cli, config, evaluation, sampling  # noqa: E402
 
 HEADER = ["model", "sampler", "NFE", "N", "class acc.", "Fréchet", "floor at N", "confidence",
           "digit share min–max", "images/s", "seconds"]
 
 
-def ddpm_sampler(model, scheduler, prediction, name: str, steps: int, device) -> evaluation.Sampler:
-    def sampler(n, generator):
-        shape = (n, 1, model.cfg.img_size, model.cfg.img_size)
-        if name == "ddpm":
-            images = ddpm.sample(model, scheduler, shape, generator=generator, device=device, prediction=prediction)
-            return images, None, scheduler.num_steps
-        images = ddpm.sample_ddim(model, scheduler, shape, steps, generator=generator, device=device,
-                                  prediction=prediction)
-        return images, None, steps
-
-    return sampler
-
-
 def store_in_checkpoint(path: Path, kind: str, measured: list[dict]) -> None:
     """Add the measured rows to the checkpoint's metadata (rewritten atomically)."""
-    payload = training.load_checkpoint(path, kind=kind)
+    payload = checkpoint.load_checkpoint(path, kind=kind)
     quality = payload["metadata"].setdefault("quality", {})
     for row in measured:
         quality[f"{row['sampler']}_nfe{row['nfe']}_n{row['n']}"] = {
             k: row[k] for k in ("frechet", "floor", "confidence", "histogram", "class_accuracy", "images_per_s")}
-    training.save_checkpoint(path, payload)
+    checkpoint.save_checkpoint(path, payload)
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ckpt", type=Path, help="checkpoint to sample from")
     parser.add_argument("--kind", default="ddpm", choices=cli.KINDS)
-    parser.add_argument("--sampler", default="ddim", choices=("ddim", "ddpm"))
+    parser.add_argument("--sampler", default="ddim", choices=sampling.DDPM_SAMPLERS)
     parser.add_argument("--steps", type=int, nargs="+", default=[20, 50], help="step counts (DDIM)")
     parser.add_argument("--stand-in", choices=("real",), help="score real test images instead of a model")
     parser.add_argument("--n", type=int, default=1000, help="images per row")
@@ -63,19 +50,18 @@ def main(argv=None) -> None:
     if args.into_checkpoint and args.ckpt is None:
         parser.error("--into-checkpoint needs --ckpt")
     config.configure_threads()
-    device = cli.resolve_device(args.device)
+    device = checkpoint.resolve_device(args.device)
 
     settings = []
     if args.stand_in:
         settings.append(("real test images", "—", evaluation.real_images_sampler(train=False)))
     else:
-        model, payload = cli.load_model(args.ckpt, args.kind, device)
-        scheduler = ddpm.NoiseScheduler(device=device)
-        prediction = payload["metadata"].get("prediction", "eps")
-        steps = [scheduler.num_steps] if args.sampler == "ddpm" else args.steps
-        for s in steps:
-            sampler = ddpm_sampler(model, scheduler, prediction, args.sampler, s, device)
-            settings.append((args.ckpt.name, args.sampler, sampler))
+        # the checkpoint's own schedule, T and prediction (a checkpoint without them is refused);
+        # a conditional model draws the digits 0-9 in turn at its recommended guidance
+        model, payload = checkpoint.load_model(args.ckpt, args.kind, device)
+        for steps in [None] if args.sampler == "ddpm" else args.steps:
+            sample = sampling.make_sampler(model, payload, args.sampler, steps, device=device, path=args.ckpt)
+            settings.append((args.ckpt.name, args.sampler, harness(sample, model.cfg.img_size)))
 
     rows, measured = [], []
     for model_name, sampler_name, sampler in settings:

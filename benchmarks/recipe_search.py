@@ -24,9 +24,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.common import markdown_table, record  # noqa: E402
-from benchmarks.sweep import conditional_sampler, ddpm_sample_fn, flow_sample_fn  # noqa: E402
-from course_lib import cli, config, ddpm, dit, evaluation, flow, guidance, training  # noqa: E402
+from benchmarks.common import harness, markdown_table, record  # noqa: E402
+from course_lib import checkpoint, cli, config, ddpm, dit, evaluation, flow, guidance, sampling, training  # noqa: E402
 
 COMMON = ["--lr", "2e-3", "--seed", "0", "--ema_decay", "0.999"]
 # name -> (what it tests, train options beyond COMMON); A is the shipped models' recipe shape
@@ -105,15 +104,11 @@ def measure_speed(kind: str, opts: list[str], device, steps: int = 20) -> tuple[
 
 
 def judge(kind: str, path: Path, device, n: int) -> list[dict]:
-    model, payload = cli.load_model(path, kind, device)
+    model, payload = checkpoint.load_model(path, kind, device)
     rows = []
+    name, steps = ("euler", 8) if kind == "flow" else ("ddim", 50)
     for scale in GUIDANCE[kind]:
-        if kind == "flow":
-            fn, name, nfe = flow_sample_fn(model, device, "euler", 8, scale), "euler", 8
-        else:
-            fn, name, nfe = ddpm_sample_fn(model, payload, device, "ddim", 50, scale), "ddim", 50
-        sampler = conditional_sampler(fn, nfe) if kind != "ddpm" else (
-            lambda m, g, fn=fn: (fn((m, 1, 32, 32), None, g), None, 50))
+        sampler = harness(sampling.make_sampler(model, payload, name, steps, guidance_scale=scale, device=device))
         r = evaluation.measure_quality(sampler, n, 500)
         r.update(sampler=name, guidance=scale)
         print(f"    {name} g={scale}: acc={r['class_accuracy']} Fréchet={r['frechet']:.1f}", flush=True)
@@ -165,7 +160,7 @@ def main(argv=None) -> None:
     parser.add_argument("--no-record", action="store_true")
     args = parser.parse_args(argv)
     config.configure_threads()
-    device = cli.resolve_device(args.device)
+    device = checkpoint.resolve_device(args.device)
     pool = candidates(args.kind)
     names = args.only or list(pool)
     unknown = [x for x in names if x not in pool]

@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.common import markdown_table, record  # noqa: E402
-from course_lib import cli, config, ddpm, evaluation, flow, training  # noqa: E402
+from benchmarks.common import harness, markdown_table, record  # noqa: E402
+from course_lib import checkpoint, cli, config, evaluation, sampling  # noqa: E402
 
 GUIDANCE_SCALES = (0.0, 1.0, 1.5, 2.0, 3.0, 5.0)
 NFES = (1, 2, 4, 8, 16, 32, 64)
@@ -35,38 +35,10 @@ HEADER = ["model", "sampler", "guidance", "γ", "NFE", "N", "class acc.", "Fréc
           "diversity", "digit share min–max", "images/s"]
 
 
-def conditional_sampler(sample_fn, nfe: int):
-    """``sample_fn(shape, labels, generator)`` -> images, wrapped as a harness sampler cycling digits 0-9."""
-    def sampler(n, generator):
-        labels = torch.arange(n) % 10
-        return sample_fn((n, 1, 32, 32), labels, generator), labels, nfe
-
-    return sampler
-
-
-def ddpm_sample_fn(model, payload, device, sampler: str, steps: int, guidance_scale):
-    meta = payload["metadata"]
-    scheduler = ddpm.NoiseScheduler(num_steps=meta["num_steps"], schedule=meta["schedule"], device=device)
-
-    def sample_fn(shape, labels, generator):
-        labels = None if labels is None else labels.to(device)
-        common = dict(labels=labels, generator=generator, device=device, prediction=meta["prediction"],
-                      guidance_scale=guidance_scale)
-        if sampler == "ddpm":
-            return ddpm.sample(model, scheduler, shape, **common)
-        return ddpm.sample_ddim(model, scheduler, shape, steps, **common)
-
-    return sample_fn
-
-
-def flow_sample_fn(model, device, method: str, steps: int, guidance_scale, gamma: float = 0.0):
-    def sample_fn(shape, labels, generator):
-        labels = labels.to(device)
-        if method == "sde":
-            return flow.sample_sde(model, shape, steps, gamma, labels, guidance_scale, generator, device)
-        return flow.sample_ode(model, shape, steps, method, labels, guidance_scale, generator, device)
-
-    return sample_fn
+def sampler_for(model, payload, device, name: str, steps: int, guidance_scale=None, gamma=None):
+    """The harness sampler of ``make_sampler``: the checkpoint's own schedule, T and prediction."""
+    return harness(sampling.make_sampler(model, payload, name, steps, guidance_scale=guidance_scale, gamma=gamma,
+                                         device=device))
 
 
 def measure(name, sampler_name, sampler, n, guidance=None, gamma=None, batch_size=500) -> dict:
@@ -86,6 +58,20 @@ def table(rows) -> str:
                                     r["class_accuracy"], r["frechet"], r["floor"], r["confidence"],
                                     r.get("diversity"), f"{r['digit_share_min']:.1%}–{r['digit_share_max']:.1%}",
                                     r["images_per_s"]] for r in rows])
+
+
+def nfe_steps(sampler: str, nfe: int) -> int | None:
+    """The steps that spend ``nfe`` network evaluations, or None where the sweep skips that NFE.
+
+    Heun and heun_euler_last take nfe/2 steps (heun_euler_last's cost nfe - 1, recorded as such); DDIM,
+    Heun and heun_euler_last stop at 64, where the curves are flat.
+    """
+    if sampler == "euler":
+        return nfe
+    if sampler == "ddim":
+        return nfe if nfe <= 64 else None
+    lowest = 4 if sampler == "heun_euler_last" else 2
+    return nfe // 2 if nfe % 2 == 0 and lowest <= nfe <= 64 else None
 
 
 def choose_guidance(rows) -> float:
@@ -111,61 +97,47 @@ def main(argv=None) -> None:
     parser.add_argument("--no-record", action="store_true")
     args = parser.parse_args(argv)
     config.configure_threads()
-    device = cli.resolve_device(args.device)
+    device = checkpoint.resolve_device(args.device)
     rows = []
 
     if args.sweep == "uncond":
-        model, payload = cli.load_model(args.ckpt, "ddpm", device)
-        settings = (("ddpm", 1000), ("ddim", 50), ("ddim", 20))[1 if args.ddim_only else 0:]
+        model, payload = checkpoint.load_model(args.ckpt, "ddpm", device)
+        settings = (("ddpm", None), ("ddim", 50), ("ddim", 20))[1 if args.ddim_only else 0:]
         for sampler, steps in settings:
-            fn = ddpm_sample_fn(model, payload, device, sampler, steps, None)
-            rows.append(measure(args.ckpt.name, sampler, lambda n, g, fn=fn, s=steps: (
-                fn((n, 1, 32, 32), None, g), None, s), args.n))
+            rows.append(measure(args.ckpt.name, sampler, sampler_for(model, payload, device, sampler, steps), args.n))
     elif args.sweep == "guidance":
-        model, payload = cli.load_model(args.ckpt, args.kind, device)
+        model, payload = checkpoint.load_model(args.ckpt, args.kind, device)
+        name, steps = ("ddim", 50) if args.kind == "cfg" else ("heun", 4)
         for scale in GUIDANCE_SCALES:
-            if args.kind == "cfg":
-                fn, name, nfe = ddpm_sample_fn(model, payload, device, "ddim", 50, scale), "ddim", 50
-            else:
-                fn, name, nfe = flow_sample_fn(model, device, "heun", 4, scale), "heun", 8
-            rows.append(measure(args.ckpt.name, name, conditional_sampler(fn, nfe), args.n, guidance=scale))
+            rows.append(measure(args.ckpt.name, name, sampler_for(model, payload, device, name, steps, scale), args.n,
+                                guidance=scale))
         if args.choose:
             scale = choose_guidance(rows)
-            stored = training.load_checkpoint(args.ckpt, kind=args.kind)
+            stored = checkpoint.load_checkpoint(args.ckpt, kind=args.kind)
             stored["metadata"]["guidance_scale"] = scale
             stored["metadata"].setdefault("quality", {})["guidance_sweep"] = [
                 {k: r[k] for k in ("sampler", "nfe", "guidance", "class_accuracy", "frechet", "floor",
                                    "confidence", "diversity")} for r in rows]
-            training.save_checkpoint(args.ckpt, stored)
+            checkpoint.save_checkpoint(args.ckpt, stored)
             print(f"recommended guidance scale {scale} stored in {args.ckpt}")
     elif args.sweep == "nfe":
-        flow_model, flow_payload = cli.load_model(args.flow, "flow", device)
-        cfg_model, cfg_payload = cli.load_model(args.cfg, "cfg", device)
-        fg, cg = flow_payload["metadata"]["guidance_scale"], cfg_payload["metadata"]["guidance_scale"]
-        wanted = set(args.samplers)
+        loaded = {"flow": checkpoint.load_model(args.flow, "flow", device),
+                  "cfg": checkpoint.load_model(args.cfg, "cfg", device)}
         for nfe in NFES + (100,):
-            if "euler" in wanted:
-                fn = flow_sample_fn(flow_model, device, "euler", nfe, fg)
-                rows.append(measure(args.flow.name, "euler", conditional_sampler(fn, nfe), args.n, guidance=fg))
-            if "heun" in wanted and nfe % 2 == 0 and nfe <= 64:
-                fn = flow_sample_fn(flow_model, device, "heun", nfe // 2, fg)
-                rows.append(measure(args.flow.name, "heun", conditional_sampler(fn, nfe), args.n, guidance=fg))
-            if "heun_euler_last" in wanted and nfe % 2 == 0 and 4 <= nfe <= 64:  # nfe/2 steps cost nfe - 1
-                steps = nfe // 2
-                fn = flow_sample_fn(flow_model, device, "heun_euler_last", steps, fg)
-                rows.append(measure(args.flow.name, "heun_euler_last",
-                                    conditional_sampler(fn, flow.nfe("heun_euler_last", steps)), args.n, guidance=fg))
-            if "ddim" in wanted and nfe <= 64:
-                fn = ddpm_sample_fn(cfg_model, cfg_payload, device, "ddim", nfe, cg)
-                rows.append(measure(args.cfg.name, "ddim", conditional_sampler(fn, nfe), args.n, guidance=cg))
+            for name in [s for s in NFE_SAMPLERS if s in args.samplers]:
+                steps = nfe_steps(name, nfe)
+                if steps is None:
+                    continue
+                kind, path = ("cfg", args.cfg) if name == "ddim" else ("flow", args.flow)
+                sample = sampling.make_sampler(*loaded[kind], name, steps, device=device)  # the recommended guidance
+                rows.append(measure(path.name, name, harness(sample), args.n, guidance=sample.guidance_scale))
     else:
-        model, payload = cli.load_model(args.ckpt, "flow", device)
-        scale = payload["metadata"]["guidance_scale"]
+        model, payload = checkpoint.load_model(args.ckpt, "flow", device)
         for gamma in GAMMAS:
             for nfe in SDE_NFES:
-                fn = flow_sample_fn(model, device, "sde", nfe, scale, gamma)
-                rows.append(measure(args.ckpt.name, "sde", conditional_sampler(fn, nfe), args.n,
-                                    guidance=scale, gamma=gamma))
+                sample = sampling.make_sampler(model, payload, "sde", nfe, gamma=gamma, device=device)
+                rows.append(measure(args.ckpt.name, "sde", harness(sample), args.n, guidance=sample.guidance_scale,
+                                    gamma=gamma))
 
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))

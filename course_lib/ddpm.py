@@ -136,6 +136,9 @@ def _check_same_shape(name: str, tensor: torch.Tensor, like_name: str, like: tor
         raise ValueError(f"{name} has shape {shape}, {like_name} has {tuple(like.shape)}: they must match")
 
 
+SCHEDULES = ("linear", "cosine")
+
+
 def make_betas(schedule: str, num_timesteps: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:
     """β_1..β_T in float64 for the ``linear`` (DDPM) or ``cosine`` (Nichol & Dhariwal 2021) schedule."""
     if schedule == "linear":
@@ -149,7 +152,7 @@ def make_betas(schedule: str, num_timesteps: int, beta_start: float = 1e-4, beta
         alpha_bars = f / f[0]
         # clipped as in the paper: ᾱ reaches 0 at the end, which would make β_T = 1
         return (1.0 - alpha_bars[1:] / alpha_bars[:-1]).clamp(max=0.999)
-    raise ValueError(f"schedule must be 'linear' or 'cosine', got {schedule!r}")
+    raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
 
 
 # ---------------------------------------------------------------------------- predictions

@@ -31,6 +31,7 @@ ODE_METHODS = ("euler", "heun", "midpoint", "heun_euler_last")
 EVALS_PER_STEP = {"euler": 1, "heun": 2, "midpoint": 2, "heun_euler_last": 2, "sde": 1}
 ODE_STEPS = 8  # the ODE samplers' default: 8 Euler steps, 8 network evaluations
 SDE_STEPS = 32  # Euler-Maruyama needs more, smaller steps than the ODE for the same quality
+SDE_GAMMA = 1.0  # the SDE's default noise level γ in σ(t)² = γ·t
 
 
 # ---------------------------------------------------------------------------- the path
@@ -127,10 +128,10 @@ def ode_steps(model, shape, num_steps: int = ODE_STEPS, method: str = "euler", l
 
 def check_gamma(gamma, maximum: float = math.inf) -> float:
     """The SDE's noise level γ in σ(t)² = γ·t: a finite number >= 0 (0 is the Euler ODE), at most ``maximum``."""
-    return check_number("gamma (the SDE noise level)", gamma, 0.0, maximum)
+    return check_number("gamma", gamma, 0.0, maximum, hint="the SDE's noise level")
 
 
-def sde_steps(model, shape, num_steps: int = SDE_STEPS, gamma: float = 1.0, labels=None, guidance_scale=None,
+def sde_steps(model, shape, num_steps: int = SDE_STEPS, gamma: float = SDE_GAMMA, labels=None, guidance_scale=None,
               generator: torch.Generator | None = None, device="cpu", x_1: torch.Tensor | None = None):
     """Euler-Maruyama for dx = [v - ½σ²·score] dt + σ dW̄ from t = 1 to 0, with σ(t)² = γ·t.
 
@@ -167,7 +168,7 @@ def sample_ode(model, shape, num_steps: int = ODE_STEPS, method: str = "euler", 
     return last_state(ode_steps(model, shape, num_steps, method, labels, guidance_scale, generator, device, x_1))
 
 
-def sample_sde(model, shape, num_steps: int = SDE_STEPS, gamma: float = 1.0, labels=None, guidance_scale=None,
+def sample_sde(model, shape, num_steps: int = SDE_STEPS, gamma: float = SDE_GAMMA, labels=None, guidance_scale=None,
                generator=None, device="cpu", x_1=None) -> torch.Tensor:
     """Euler-Maruyama SDE sampling; returns x_0."""
     return last_state(sde_steps(model, shape, num_steps, gamma, labels, guidance_scale, generator, device, x_1))

@@ -40,6 +40,7 @@ class ChoiceError(ValueError):
         self.template = template
 
     def for_options(self, options: dict[str, str] | None = None) -> str:
+        """The message with ``--name`` for each name, or the option ``options`` gives it."""
         return self.template.format_map(_Names("--", options or {}))
 
 

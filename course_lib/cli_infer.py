@@ -1,0 +1,50 @@
+"""``infer``: sample a grid of images from a checkpoint with :func:`sampling.make_sampler` and save it.
+
+Every check comes first (options, output file, device, checkpoint, steps against its scheduler);
+only then does sampling start.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from . import config, flow, guidance, sampling
+from .checkpoint import CONDITIONAL, load_model
+from .cli_checks import check_output_image, forbid, resolve_device, usage
+
+MAX_GUIDANCE = 20.0  # far past any useful scale: beyond it samples saturate to blobs
+MAX_GAMMA = 10.0
+# the library's names of what the options set, for the errors of its checkers
+OPTIONS = {"num_steps": "--steps", "steps": "--steps", "guidance_scale": "--guidance_scale", "gamma": "--gamma"}
+
+
+def run_infer(args) -> None:
+    from . import plotting  # matplotlib: only when an image is written
+
+    with usage(OPTIONS):  # the command line's caps first, then what make_sampler will check again
+        if args.guidance_scale is not None:
+            guidance.check_guidance_scale(args.guidance_scale, maximum=MAX_GUIDANCE)
+        if args.gamma is not None:
+            flow.check_gamma(args.gamma, maximum=MAX_GAMMA)
+        sampling.check_choice(args.kind, args.sampler, args.steps, args.gamma)
+    forbid(args, CONDITIONAL, "label", "guidance_scale")
+    check_output_image(args.output)
+    device = resolve_device(args.device)
+    with usage(OPTIONS):
+        model, payload = load_model(args.ckpt, args.kind, device)
+        sample = sampling.make_sampler(model, payload, args.sampler, args.steps, guidance_scale=args.guidance_scale,
+                                       gamma=args.gamma, device=device, path=args.ckpt)
+
+    config.configure_threads()
+    generator = torch.Generator().manual_seed(args.seed)
+    n = args.num_images
+    labels = None
+    if sample.conditional:
+        labels = torch.full((n,), args.label) if args.label is not None else torch.arange(n) % 10
+    started = time.time()
+    images = sample((n, model.cfg.channels, model.cfg.img_size, model.cfg.img_size), labels, generator)
+    plotting.save_grid(images, args.output)
+    what = f" of digit {args.label}" if args.label is not None else ""
+    print(f"wrote {n} images{what} to {args.output} in {time.time() - started:.1f} s ({sample.describe()})")

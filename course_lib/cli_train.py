@@ -1,0 +1,103 @@
+"""``train``: build the model and objective the options describe, then run :func:`training.train`.
+
+Every check comes first (options, save folder, device, resume compatibility); only then are the
+data loaded and the first step taken.
+"""
+
+from __future__ import annotations
+
+import time
+
+from . import config, data, ddpm, dit, flow, guidance, training
+from .checkpoint import CONDITIONAL
+from .cli_checks import UsageError, check_writable_dir, forbid, resolve_device, usage
+
+CHECKPOINT_NAMES = {"ddpm": "ddpm_uncond.pt", "cfg": "ddpm_cfg.pt", "flow": "flow_cfg.pt"}
+NUM_TIMESTEPS = 1000  # the DDPM scheduler's T for every model the command line trains
+# the command line's choices where the library's defaults teach the simpler one (ε, the notes' choice)
+DEFAULTS = {"prediction": "v", "schedule": ddpm.SCHEDULES[0], "time_sampling": flow.TIME_SAMPLINGS[0]}
+
+
+def run_train(args) -> None:
+    model_cfg, train_cfg, settings = check_train_options(args)
+    check_writable_dir(args.save_dir, "--save_dir")
+    device = resolve_device(args.device)
+    resume = None
+    if args.resume is not None:  # before the data: a resume that cannot continue the run costs nothing
+        with usage(prefix="--resume: "):
+            resume = training.check_resume(args.resume, args.kind, model_cfg.to_dict(), train_cfg,
+                                           data.num_images(train=True, limit=args.limit), settings)
+
+    config.configure_threads()
+    try:
+        images, labels = data.load_mnist(train=True, size=args.img_size, limit=args.limit)
+    except data.MNISTUnavailable as error:
+        raise UsageError(str(error).replace("\n", " ")) from error
+    training.seed_everything(args.seed)  # the initial weights depend on --seed too
+    model = dit.DiT(model_cfg)
+    path = args.save_dir / CHECKPOINT_NAMES[args.kind]
+    recipe = " ".join(["python -m course_lib", *args.argv])
+    metadata = {"recipe": recipe, "preset": args.preset, "seed": args.seed, "images": len(images), **settings}
+    started = time.time()
+    try:
+        result = training.train(model, objective(args.kind, settings, device), images, labels, train_cfg, device,
+                                kind=args.kind, model_config=model_cfg.to_dict(), checkpoint_path=path,
+                                resume=resume, metadata=metadata)
+    except (training.TrainingDiverged, training.CheckpointError) as error:
+        raise UsageError(str(error)) from error
+    print(f"trained {result.step} steps in {time.time() - started:.1f} s, "
+          f"last-100 loss {sum(result.losses[-100:]) / max(1, len(result.losses[-100:])):.4f}; wrote {path}")
+
+
+def check_train_options(args) -> tuple[dit.DiTConfig, training.TrainConfig, dict]:
+    """The model config, training config and the settings stored in the metadata, or a UsageError."""
+    forbid(args, ("ddpm", "cfg"), "prediction", "schedule")
+    forbid(args, CONDITIONAL, "p_uncond")
+    forbid(args, ("flow",), "time_sampling")
+    if args.channels != 1:
+        raise UsageError(f"--channels {args.channels}: MNIST has 1 channel")
+    if args.p_uncond is not None:
+        with usage({"p_uncond": "--p_uncond"}):
+            guidance.check_p_uncond(args.p_uncond, for_training=True)
+    overrides = dict(img_size=args.img_size, channels=args.channels, cross_attention=args.kind in CONDITIONAL)
+    if args.patch_size is not None:
+        overrides["patch_size"] = args.patch_size
+    with usage():
+        model_cfg = dit.preset(args.preset, **overrides)
+        train_cfg = training.TrainConfig(
+            epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+            save_freq=args.save_freq, lr_decay_step=args.lr_decay_step, lr_decay_rate=args.lr_decay_rate,
+            lr_schedule=args.lr_schedule, warmup_steps=args.warmup_steps, ema_decay=args.ema_decay,
+            max_steps=args.max_steps)
+    if not 0 < args.ema_decay < 1:
+        raise UsageError(f"--ema_decay {args.ema_decay}: must lie in (0, 1)")
+    return model_cfg, train_cfg, train_settings(args)
+
+
+def train_settings(args) -> dict:
+    """What the checkpoint's metadata records beside TrainConfig, and a resume must match."""
+    settings = {"limit": args.limit}
+    if args.kind in ("ddpm", "cfg"):
+        settings.update(prediction=args.prediction or DEFAULTS["prediction"],
+                        schedule=args.schedule or DEFAULTS["schedule"], num_steps=NUM_TIMESTEPS)
+    if args.kind in CONDITIONAL:
+        settings["p_uncond"] = guidance.P_UNCOND if args.p_uncond is None else args.p_uncond
+    if args.kind == "flow":
+        settings["time_sampling"] = args.time_sampling or DEFAULTS["time_sampling"]
+    return settings
+
+
+def objective(kind: str, settings: dict, device) -> training.LossFn:
+    """The loss ``loss_fn(model, images, labels, generator)`` of the kind, with labels dropped for CFG."""
+    if kind == "flow":
+        def loss_fn(model, x, y, generator):
+            return flow.loss(model, x, guidance.drop_labels(y, settings["p_uncond"], generator), generator,
+                             settings["time_sampling"])
+        return loss_fn
+    scheduler = ddpm.NoiseScheduler(num_timesteps=settings["num_steps"], schedule=settings["schedule"], device=device)
+
+    def loss_fn(model, x, y, generator):
+        y = guidance.drop_labels(y, settings["p_uncond"], generator) if kind == "cfg" else None
+        return ddpm.loss(model, x, y, scheduler, generator, settings["prediction"])
+
+    return loss_fn

@@ -1,0 +1,116 @@
+"""Sampler selection, written once: which sampler, how many steps, which guidance, from a checkpoint.
+
+``infer``, ``benchmarks/sweep.py`` and ``benchmarks/quality.py`` all sample a checkpoint through
+:func:`make_sampler`, so all of them take the schedule, T and prediction type the checkpoint was
+trained with (:func:`course_lib.checkpoint.sampling_settings`) and the same defaults::
+
+    model, payload = checkpoint.load_model("checkpoints/flow_cfg.pt", "flow")
+    sample = sampling.make_sampler(model, payload, "heun", 4)
+    images = sample((10, 1, 32, 32), torch.arange(10), torch.Generator().manual_seed(0))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from . import ddpm, flow, guidance
+from .checkpoint import CONDITIONAL, sampling_settings
+from .inputs import ChoiceError, check_num_steps
+
+DDPM_SAMPLERS = ("ddpm", "ddim")
+SAMPLERS = {"ddpm": DDPM_SAMPLERS, "cfg": DDPM_SAMPLERS, "flow": (*flow.ODE_METHODS, "sde")}
+# flow: Euler with 8 steps, not Heun with 4 (same 8 NFE): on the shipped model Heun's 4 steps leave a noise
+# speckle, Fréchet 359 against Euler's 132 (notebook 06, N = 200; RESULTS.md, "Quality sweep: nfe")
+DEFAULT_SAMPLER = {"ddpm": "ddim", "cfg": "ddim", "flow": "euler"}
+# the ODE methods share Euler's budget of network evaluations: Heun and midpoint take half the steps
+DEFAULT_STEPS = {"ddim": ddpm.DDIM_STEPS, "sde": flow.SDE_STEPS,
+                 **{m: flow.ODE_STEPS // flow.EVALS_PER_STEP[m] for m in flow.ODE_METHODS}}
+
+
+@dataclass(frozen=True)
+class Sampler:
+    """A sampler chosen for one model: ``sampler(shape, labels, generator) -> images`` (B, C, H, W)."""
+
+    name: str
+    steps: int | None  # None for "ddpm", which walks all T steps of the scheduler
+    nfe: int  # network evaluations per image (a guided one, a batched pass of two, counts once)
+    guidance_scale: float | None  # None for an unconditional model
+    gamma: float | None  # the SDE's noise level; None for the other samplers
+    conditional: bool  # True: it wants labels, digits 0-9
+    draw: Callable = field(repr=False)
+
+    def __call__(self, shape, labels: torch.Tensor | None = None, generator: torch.Generator | None = None):
+        return self.draw(shape, labels, generator)
+
+    def describe(self) -> str:
+        """e.g. ``euler, 8 steps, guidance 3``."""
+        steps = "" if self.steps is None else f", {self.steps} steps"
+        return f"{self.name}{steps}{'' if self.guidance_scale is None else f', guidance {self.guidance_scale:g}'}"
+
+
+def check_choice(kind: str, sampler: str | None = None, steps: int | None = None,
+                 gamma: float | None = None) -> tuple[str, int | None, float | None]:
+    """``(sampler, steps, gamma)`` with the defaults filled in, or a ChoiceError naming what does not fit."""
+    name = sampler or DEFAULT_SAMPLER[kind]
+    if name not in SAMPLERS[kind]:
+        raise ChoiceError(f"{{sampler}} {name}: {kind} models sample with {', '.join(SAMPLERS[kind])}")
+    if gamma is not None and name != "sde":
+        raise ChoiceError("{gamma} sets the noise of {sampler} sde only")
+    if name == "ddpm" and steps is not None:
+        raise ChoiceError("{steps} does not apply to {sampler} ddpm, which always takes all the scheduler's "
+                          "T steps; use ddim")
+    steps = DEFAULT_STEPS.get(name) if steps is None else check_num_steps(steps, name="steps")
+    gamma = flow.check_gamma(flow.SDE_GAMMA if gamma is None else gamma) if name == "sde" else None
+    return name, steps, gamma
+
+
+def make_sampler(model, payload: dict, sampler: str | None = None, steps: int | None = None, *,
+                 guidance_scale: float | None = None, gamma: float | None = None,
+                 device: torch.device | str = "cpu", path="the checkpoint") -> Sampler:
+    """The sampler for ``model`` loaded from the checkpoint ``payload``, its settings checked here, once.
+
+    ``sampler`` defaults to :data:`DEFAULT_SAMPLER` of the kind, ``steps`` to :data:`DEFAULT_STEPS`,
+    ``guidance_scale`` (cfg and flow only) to the checkpoint's recommended one, ``gamma`` (sde only)
+    to ``flow.SDE_GAMMA``. DDPM and CFG sample with the checkpoint's schedule, T and prediction.
+    """
+    kind = payload["kind"]
+    settings = sampling_settings(payload, path)
+    name, steps, gamma = check_choice(kind, sampler, steps, gamma)
+    conditional = kind in CONDITIONAL
+    if guidance_scale is not None and not conditional:
+        raise ChoiceError(f"{{guidance_scale}} applies to {'/'.join(CONDITIONAL)} models, not {kind}")
+    scale = guidance.check_guidance_scale(guidance_scale if guidance_scale is not None
+                                          else settings["guidance_scale"]) if conditional else None
+    if kind == "flow":
+        draw, nfe = _flow_draw(model, name, steps, gamma, scale, device), flow.nfe(name, steps)
+    else:
+        scheduler = ddpm.NoiseScheduler(num_timesteps=settings["num_steps"], schedule=settings["schedule"],
+                                        device=device)
+        steps = ddpm.check_ddim_steps(steps, scheduler) if name == "ddim" else None
+        draw = _ddpm_draw(model, scheduler, name, steps, scale, settings["prediction"], device)
+        nfe = scheduler.num_timesteps if name == "ddpm" else steps
+    return Sampler(name, steps, nfe, scale, gamma, conditional, draw)
+
+
+def _ddpm_draw(model, scheduler, name, steps, scale, prediction, device):
+    def draw(shape, labels, generator):
+        common = dict(labels=None if labels is None else labels.to(device), generator=generator, device=device,
+                      prediction=prediction, guidance_scale=scale)
+        if name == "ddpm":
+            return ddpm.sample(model, scheduler, shape, **common)
+        return ddpm.sample_ddim(model, scheduler, shape, steps, **common)
+
+    return draw
+
+
+def _flow_draw(model, name, steps, gamma, scale, device):
+    def draw(shape, labels, generator):
+        labels = None if labels is None else labels.to(device)
+        if name == "sde":
+            return flow.sample_sde(model, shape, steps, gamma, labels, scale, generator, device)
+        return flow.sample_ode(model, shape, steps, name, labels, scale, generator, device)
+
+    return draw
