@@ -6,13 +6,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_helpers import assert_refused, call, main_exit
 
 from course_lib import cli, data, training
-
-
-def call(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "course_lib", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd, timeout=600)
 
 
 @pytest.mark.parametrize("args, message", [
@@ -94,22 +90,6 @@ def test_the_null_label_cannot_be_asked_for(capsys, tmp_path):
 
 
 # ---------------------------------------------------------------------------- every failure: one line, exit 2
-def main_exit(capsys, *args) -> tuple[int, str]:
-    """Run ``cli.main`` in this process; return (exit status, stderr)."""
-    capsys.readouterr()
-    try:
-        code = cli.main([str(a) for a in args])
-    except SystemExit as error:
-        code = error.code
-    return code, capsys.readouterr().err
-
-
-def assert_refused(code, err, message):
-    assert code == 2, err
-    assert message in err, err
-    assert err.count("\n") == 1 and err.count("error:") == 1 and "Traceback" not in err, err
-
-
 @pytest.fixture(scope="module")
 def broken_checkpoints(tiny_checkpoint, tmp_path_factory):
     """Copies of the tiny checkpoint, each broken in one way."""
