@@ -136,7 +136,8 @@ def test_resume_refuses_a_different_model(tmp_path):
     run(training.TrainConfig(epochs=1, batch_size=32), path)
     model = dit.DiT(dit.preset("tiny", depth=3))
     images, labels = toy_data()
-    with pytest.raises(training.CheckpointError, match="cannot resume"):
+    # the field is named: a direct train(resume=...) call gets the command line's check
+    with pytest.raises(training.CheckpointError, match="cannot resume .*differ from the saved one in depth 2 -> 3"):
         training.train(model, ddpm_loss(), images, labels, training.TrainConfig(epochs=2, batch_size=32), "cpu",
                        kind="ddpm", model_config=model.cfg.to_dict(), resume=path, progress=False)
 
@@ -211,16 +212,6 @@ def test_train_refuses_a_resume_with_other_settings_and_names_each(tmp_path, cha
     with pytest.raises(training.CheckpointError, match="this run would differ from the saved one in " + named):
         run(training.TrainConfig(**{"epochs": 2, "batch_size": 32, **change}), resume=path)
     assert (path.read_bytes(), training.resume_path(path).read_bytes()) == before
-
-
-def test_train_refuses_a_resume_with_another_model_config_and_names_the_field(tmp_path):
-    path = tmp_path / "ckpt.pt"
-    run(training.TrainConfig(epochs=1, batch_size=32), path)
-    model = dit.DiT(dit.preset("tiny", depth=4))
-    images, labels = toy_data()
-    with pytest.raises(training.CheckpointError, match="differ from the saved one in depth 2 -> 4"):
-        training.train(model, ddpm_loss(), images, labels, training.TrainConfig(epochs=2, batch_size=32), "cpu",
-                       kind="ddpm", model_config=model.cfg.to_dict(), resume=path, progress=False)
 
 
 def test_train_compares_the_metadata_settings_it_is_given(tmp_path):
