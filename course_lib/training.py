@@ -1,8 +1,9 @@
-"""One training loop for DDPM, CFG and flow matching, and the checkpoint format they share.
+"""One training loop for DDPM, CFG and flow matching.
 
 The objective is a function ``loss_fn(model, images, labels, generator) -> scalar``; the loop adds
-AdamW, warm-up then step decay of the learning rate, gradient clipping, an EMA of the weights,
-atomic checkpoints, exact resume and a stop on NaN/Inf.
+AdamW, warm-up then step decay (or cosine) of the learning rate, gradient clipping, an EMA of the
+weights, atomic checkpoints (:mod:`.checkpoint`), exact resume (:mod:`.resume`) and a stop on NaN/Inf.
+:func:`train` reads top to bottom: build the run, restore it, then one epoch and its checkpoint at a time.
 """
 
 from __future__ import annotations
