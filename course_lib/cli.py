@@ -102,6 +102,9 @@ def add_train_options(train: argparse.ArgumentParser) -> None:
                             f"[{DEFAULTS['prediction']}]")
     train.add_argument("--schedule", choices=ddpm.SCHEDULES, default=None,
                        help=f"ddpm/cfg: β schedule [{DEFAULTS['schedule']}]")
+    train.add_argument("--loss_weighting", choices=ddpm.LOSS_WEIGHTINGS, default=None,
+                       help=f"ddpm/cfg: per-step loss weights, min_snr = min(SNR, {ddpm.MIN_SNR_GAMMA:g}) on the "
+                            f"x0-error (Hang et al. 2023) [{DEFAULTS['loss_weighting']}]")
     train.add_argument("--p_uncond", type=finite_float, default=None,
                        help=f"cfg/flow: probability of dropping the label in training [{guidance.P_UNCOND}]")
     train.add_argument("--time_sampling", choices=flow.TIME_SAMPLINGS, default=None,

@@ -15,7 +15,8 @@ from .cli_checks import UsageError, check_writable_dir, forbid, resolve_device, 
 CHECKPOINT_NAMES = {"ddpm": "ddpm_uncond.pt", "cfg": "ddpm_cfg.pt", "flow": "flow_cfg.pt"}
 NUM_TIMESTEPS = 1000  # the DDPM scheduler's T for every model the command line trains
 # the command line's choices where the library's defaults teach the simpler one (ε, the notes' choice)
-DEFAULTS = {"prediction": "v", "schedule": ddpm.SCHEDULES[0], "time_sampling": flow.TIME_SAMPLINGS[0]}
+DEFAULTS = {"prediction": "v", "schedule": ddpm.SCHEDULES[0], "time_sampling": flow.TIME_SAMPLINGS[0],
+            "loss_weighting": ddpm.LOSS_WEIGHTINGS[0]}
 
 
 def run_train(args) -> None:
@@ -51,7 +52,7 @@ def run_train(args) -> None:
 
 def check_train_options(args) -> tuple[dit.DiTConfig, training.TrainConfig, dict]:
     """The model config, training config and the settings stored in the metadata, or a UsageError."""
-    forbid(args, ("ddpm", "cfg"), "prediction", "schedule")
+    forbid(args, ("ddpm", "cfg"), "prediction", "schedule", "loss_weighting")
     forbid(args, CONDITIONAL, "p_uncond")
     forbid(args, ("flow",), "time_sampling")
     if args.channels != 1:
@@ -79,7 +80,8 @@ def train_settings(args) -> dict:
     settings = {"limit": args.limit}
     if args.kind in ("ddpm", "cfg"):
         settings.update(prediction=args.prediction or DEFAULTS["prediction"],
-                        schedule=args.schedule or DEFAULTS["schedule"], num_steps=NUM_TIMESTEPS)
+                        schedule=args.schedule or DEFAULTS["schedule"], num_steps=NUM_TIMESTEPS,
+                        loss_weighting=args.loss_weighting or DEFAULTS["loss_weighting"])
     if args.kind in CONDITIONAL:
         settings["p_uncond"] = guidance.P_UNCOND if args.p_uncond is None else args.p_uncond
     if args.kind == "flow":
@@ -98,6 +100,7 @@ def objective(kind: str, settings: dict, device) -> training.LossFn:
 
     def loss_fn(model, x, y, generator):
         y = guidance.drop_labels(y, settings["p_uncond"], generator) if kind == "cfg" else None
-        return ddpm.loss(model, x, y, scheduler, generator, settings["prediction"])
+        return ddpm.loss(model, x, y, scheduler, generator, settings["prediction"],
+                         settings.get("loss_weighting", DEFAULTS["loss_weighting"]))
 
     return loss_fn

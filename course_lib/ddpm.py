@@ -189,9 +189,37 @@ def predict_noise(model, x_t: torch.Tensor, step: torch.Tensor, labels, schedule
     raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
 
 
+LOSS_WEIGHTINGS = ("uniform", "min_snr")
+MIN_SNR_GAMMA = 5.0  # Hang et al. 2023's recommended γ
+
+
+def min_snr_weight(scheduler: NoiseScheduler, step: torch.Tensor, prediction: str,
+                   gamma: float = MIN_SNR_GAMMA) -> torch.Tensor:
+    """Min-SNR-γ loss weights (Hang et al. 2023, arXiv:2303.09556), (B,).
+
+    With SNR = ᾱ/(1-ᾱ), weighting the x0-error by min(SNR, γ) caps the pull of the nearly clean steps,
+    whose tiny errors otherwise dominate the gradient and slow the rest. The same weight on the ε- or
+    v-error is min(SNR, γ)/SNR or min(SNR, γ)/(SNR + 1), because |ε-error|² = SNR·|x0-error|² and
+    |v-error|² = (SNR + 1)·|x0-error|².
+    """
+    alpha_bar = scheduler.alpha_bars[step]
+    snr = alpha_bar / (1.0 - alpha_bar)
+    capped = snr.clamp(max=gamma)
+    if prediction == "eps":
+        return capped / snr
+    if prediction == "v":
+        return capped / (snr + 1.0)
+    raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
+
+
 def loss(model, images: torch.Tensor, labels, scheduler: NoiseScheduler, generator: torch.Generator,
-         prediction: str = "eps") -> torch.Tensor:
-    """MSE between the network output and its target at a uniformly drawn step per image."""
+         prediction: str = "eps", weighting: str = "uniform") -> torch.Tensor:
+    """MSE between the network output and its target at a uniformly drawn step per image.
+
+    ``weighting="min_snr"`` multiplies each image's squared error by :func:`min_snr_weight`.
+    """
+    if weighting not in LOSS_WEIGHTINGS:
+        raise ValueError(f"weighting must be one of {LOSS_WEIGHTINGS}, got {weighting!r}")
     b = images.shape[0]
     step = torch.randint(0, scheduler.num_timesteps, (b,), generator=generator).to(images.device)  # (B,)
     noise = torch.randn(images.shape, generator=generator).to(images.device)  # (B, C, H, W)
@@ -204,7 +232,10 @@ def loss(model, images: torch.Tensor, labels, scheduler: NoiseScheduler, generat
         target = a * noise - s * images
     else:
         raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
-    return torch.mean((out - target) ** 2)
+    if weighting == "uniform":
+        return torch.mean((out - target) ** 2)
+    per_image = ((out - target) ** 2).flatten(1).mean(1)  # (B,)
+    return torch.mean(min_snr_weight(scheduler, step, prediction) * per_image)
 
 
 # ---------------------------------------------------------------------------- samplers

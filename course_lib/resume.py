@@ -18,7 +18,9 @@ from .checkpoint import CheckpointError, load_checkpoint, resume_path
 RESUME_TRAIN_FIELDS = ("batch_size", "lr", "seed", "lr_decay_step", "lr_decay_rate", "lr_schedule",
                        "warmup_steps", "grad_clip", "ema_decay", "weight_decay")
 # the settings outside TrainConfig that the command line stores in the metadata (None where a kind has none)
-RESUME_META_FIELDS = ("prediction", "schedule", "num_steps", "limit", "p_uncond", "time_sampling")
+RESUME_META_FIELDS = ("prediction", "schedule", "num_steps", "limit", "p_uncond", "time_sampling", "loss_weighting")
+# what a field missing from an older checkpoint's metadata meant when that checkpoint was written
+META_DEFAULTS = {"loss_weighting": "uniform"}
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,8 @@ def differences(state: dict, model_config: dict, train_config: dict, metadata: d
     differ += [f"{k} {saved.get(k)!r} -> {train_config[k]!r}" for k in RESUME_TRAIN_FIELDS
                if saved.get(k) != train_config[k]]
     if metadata is not None:
-        differ += [f"{k} {state['metadata'].get(k)!r} -> {metadata.get(k)!r}" for k in RESUME_META_FIELDS
-                   if state["metadata"].get(k) != metadata.get(k)]
+        older = {k: v for k, v in META_DEFAULTS.items() if k in metadata}  # fields added since
+        saved_meta = {**older, **state["metadata"]}
+        differ += [f"{k} {saved_meta.get(k)!r} -> {metadata.get(k)!r}" for k in RESUME_META_FIELDS
+                   if saved_meta.get(k) != metadata.get(k)]
     return differ

@@ -164,6 +164,8 @@ def test_label_and_guidance_are_refused_for_an_unconditional_model(tmp_path, cap
     ("cfg", ["--time_sampling", "uniform"], "--time_sampling applies to flow models, not cfg"),
     ("flow", ["--prediction", "eps"], "--prediction applies to ddpm/cfg models, not flow"),
     ("flow", ["--schedule", "cosine"], "--schedule applies to ddpm/cfg models, not flow"),
+    ("flow", ["--loss_weighting", "min_snr"], "--loss_weighting applies to ddpm/cfg models, not flow"),
+    ("cfg", ["--loss_weighting", "snr"], "invalid choice: 'snr'"),
     ("flow", ["--time_sampling", "cosine"], "invalid choice: 'cosine'"),
     ("flow", ["--p_uncond", "1"], "--p_uncond 1.0: must lie in [0, 1)"),
     ("cfg", ["--p_uncond", "1"], "p_uncond"),
@@ -187,3 +189,23 @@ def test_resume_with_another_time_sampling_is_refused(flow_checkpoint, tmp_path,
     code, err = main_exit(capsys, "train", "flow", *options, "--resume", flow_checkpoint)
     assert_refused(code, err, "time_sampling 'logit_normal' -> 'uniform'")
     assert not (tmp_path / "out").exists()
+
+
+def test_min_snr_weighting_is_recorded_and_a_resume_cannot_drop_it(tmp_path, capsys):
+    """Guards: --loss_weighting lost on the way to the checkpoint, or switched silently on --resume."""
+    checkpoint = tiny_run("cfg", tmp_path / "run", "--loss_weighting", "min_snr")
+    assert torch.load(checkpoint, weights_only=True)["metadata"]["loss_weighting"] == "min_snr"
+    options = [*TINY, "--epochs", "2", "--save_dir", tmp_path / "out"]
+    code, err = main_exit(capsys, "train", "cfg", *options, "--resume", checkpoint)
+    assert_refused(code, err, "loss_weighting 'min_snr' -> 'uniform'")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_run_from_before_loss_weighting_existed_resumes_as_uniform(tmp_path):
+    """Guards: every DDPM run saved before the option refused to resume (its metadata lacks the field)."""
+    checkpoint = tiny_run("cfg", tmp_path / "run")
+    state_path = training.resume_path(checkpoint)
+    state = torch.load(state_path, weights_only=True)
+    del state["metadata"]["loss_weighting"]
+    training.save_checkpoint(state_path, state)
+    assert run("train", "cfg", *TINY, "--epochs", "2", "--save_dir", tmp_path / "run", "--resume", checkpoint) == 0
