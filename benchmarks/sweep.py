@@ -2,7 +2,7 @@
 
     python benchmarks/sweep.py uncond   --ckpt checkpoints/ddpm_uncond.pt      # DDPM 1000, DDIM 20/50
     python benchmarks/sweep.py guidance --ckpt checkpoints/ddpm_cfg.pt --kind cfg   # DDIM 50 at guidance 0..5
-    python benchmarks/sweep.py guidance --ckpt checkpoints/flow_cfg.pt --kind flow  # Heun 8 NFE at guidance 0..5
+    python benchmarks/sweep.py guidance --ckpt checkpoints/flow_cfg.pt --kind flow  # Euler 8 at guidance 0..5
     python benchmarks/sweep.py nfe      --flow checkpoints/flow_cfg.pt --cfg checkpoints/ddpm_cfg.pt
     python benchmarks/sweep.py sde      --ckpt checkpoints/flow_cfg.pt          # γ × NFE
 
@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import harness, markdown_table, record  # noqa: E402
 from course_lib import checkpoint, cli, config, evaluation, sampling  # noqa: E402
 
-GUIDANCE_SCALES = (0.0, 1.0, 1.5, 2.0, 3.0, 5.0)
+GUIDANCE_SCALES = (0.0, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0)
 NFES = (1, 2, 4, 8, 16, 32, 64)
 NFE_SAMPLERS = ("euler", "heun", "heun_euler_last", "ddim")
 GAMMAS = (0.0, 0.5, 1.0, 2.0)
@@ -107,7 +107,9 @@ def main(argv=None) -> None:
             rows.append(measure(args.ckpt.name, sampler, sampler_for(model, payload, device, sampler, steps), args.n))
     elif args.sweep == "guidance":
         model, payload = checkpoint.load_model(args.ckpt, args.kind, device)
-        name, steps = ("ddim", 50) if args.kind == "cfg" else ("heun", 4)
+        # the sampler `infer` uses by default, so the stored scale is chosen for what a learner runs
+        name = sampling.DEFAULT_SAMPLER[args.kind]
+        steps = sampling.DEFAULT_STEPS[name]
         for scale in GUIDANCE_SCALES:
             rows.append(measure(args.ckpt.name, name, sampler_for(model, payload, device, name, steps, scale), args.n,
                                 guidance=scale))
