@@ -78,6 +78,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.lr <= 0 or not 0 < self.lr_decay_rate <= 1 or self.lr_decay_step < 0:
             raise ValueError("need lr > 0, 0 < lr_decay_rate <= 1 and lr_decay_step >= 0")
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
 

@@ -166,6 +166,8 @@ def test_label_and_guidance_are_refused_for_an_unconditional_model(tmp_path, cap
     ("flow", ["--schedule", "cosine"], "--schedule applies to ddpm/cfg models, not flow"),
     ("flow", ["--loss_weighting", "min_snr"], "--loss_weighting applies to ddpm/cfg models, not flow"),
     ("cfg", ["--loss_weighting", "snr"], "invalid choice: 'snr'"),
+    ("flow", ["--warmup_steps", "-5"], "warmup_steps must be >= 0, got -5"),
+    ("flow", ["--lr_schedule", "linear"], "invalid choice: 'linear'"),
     ("flow", ["--time_sampling", "cosine"], "invalid choice: 'cosine'"),
     ("flow", ["--p_uncond", "1"], "--p_uncond 1.0: must lie in [0, 1)"),
     ("cfg", ["--p_uncond", "1"], "p_uncond"),
