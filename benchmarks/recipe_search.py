@@ -15,6 +15,7 @@ guidance scales (the book's recommended flow sampler); one JSON per candidate la
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -25,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import harness, markdown_table, record  # noqa: E402
-from course_lib import checkpoint, cli, config, ddpm, dit, evaluation, flow, guidance, sampling, training  # noqa: E402
+from course_lib import checkpoint, cli, cli_train, config, dit, evaluation, sampling, training  # noqa: E402
 
 COMMON = ["--lr", "2e-3", "--seed", "0", "--ema_decay", "0.999"]
 # name -> (what it tests, train options beyond COMMON); A is the shipped models' recipe shape
@@ -70,37 +71,24 @@ def options(kind: str, opts: list[str]) -> list[str]:
     return opts
 
 
-def measure_speed(kind: str, opts: list[str], device, steps: int = 20) -> tuple[float, int]:
-    """Steps per second of the real training step (loss, backward, clip, AdamW, EMA) on random data."""
+def measure_speed(kind: str, opts: list[str], device, steps: int = 20, warm: int = 3) -> tuple[float, int]:
+    """Steps per second of the command line's own training step for these options, on random data.
+
+    The options are parsed and built by ``cli_train`` and run through ``training.train``, so the step
+    timed (the candidate's loss, backward, clipping, AdamW, EMA) is exactly the one the run will take.
+    """
     args = cli.build_parser().parse_args(["train", kind, *opts])
-    overrides = dict(cross_attention=kind != "ddpm")
-    if args.patch_size:
-        overrides["patch_size"] = args.patch_size
-    model = dit.DiT(dit.preset(args.preset, **overrides)).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    ema = training.make_ema(model, 0.999)
+    model_cfg, train_cfg, settings = cli_train.check_train_options(args)
+    train_cfg = dataclasses.replace(train_cfg, epochs=1, max_steps=warm + steps)
     generator = torch.Generator().manual_seed(0)
-    images = torch.rand(args.batch_size, 1, 32, 32, generator=generator) * 2 - 1
-    labels = torch.arange(args.batch_size) % 10
-    scheduler = ddpm.NoiseScheduler(device=device)
-
-    def step():
-        if kind == "flow":
-            loss = flow.loss(model, images, guidance.drop_labels(labels, 0.1, generator), generator, "logit_normal")
-        else:
-            loss = ddpm.loss(model, images, labels if kind == "cfg" else None, scheduler, generator, "v")
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        ema.update_parameters(model)
-
-    for _ in range(3):
-        step()
-    started = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return steps / (time.perf_counter() - started), dit.count_parameters(model)
+    images = torch.rand(train_cfg.batch_size * (warm + steps), 1, 32, 32, generator=generator) * 2 - 1
+    labels = torch.arange(len(images)) % 10
+    model = dit.DiT(model_cfg)
+    stamps = {}
+    training.train(model, cli_train.objective(kind, settings, device), images, labels, train_cfg, device, kind=kind,
+                   model_config=model_cfg.to_dict(), progress=False,
+                   on_step=lambda step, _: stamps.__setitem__(step, time.perf_counter()))
+    return steps / (stamps[warm + steps] - stamps[warm]), dit.count_parameters(model)
 
 
 def judge(kind: str, path: Path, device, n: int) -> list[dict]:
