@@ -108,7 +108,7 @@ def run(kind: str, name: str, what: str, opts: list[str], speed: float, params: 
         save_dir: Path, device) -> dict:
     opts = options(kind, opts)
     steps = max(1, round(speed * minutes * 60))
-    batch = int(opts[len(opts) - 1 - opts[::-1].index("--batch_size") + 1])
+    batch = cli.build_parser().parse_args(["train", kind, *opts]).batch_size  # the value argparse keeps
     epochs = math.ceil(steps / math.ceil(60_000 / batch))
     out = save_dir / f"{kind}_{name}"
     out.mkdir(parents=True, exist_ok=True)
