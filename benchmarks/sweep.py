@@ -92,6 +92,8 @@ def main(argv=None) -> None:
                         help="nfe: the samplers to measure (default: all)")
     parser.add_argument("--device", default=None)
     parser.add_argument("--choose", action="store_true", help="guidance: store the recommended scale")
+    parser.add_argument("--scales", type=float, nargs="+", default=list(GUIDANCE_SCALES),
+                        help="guidance: the scales to measure (fewer on a slow machine)")
     parser.add_argument("--json", type=Path, help="also write the rows to this JSON file")
     parser.add_argument("--ddim-only", action="store_true", help="uncond: skip the 1000-step DDPM row")
     parser.add_argument("--no-record", action="store_true")
@@ -110,7 +112,7 @@ def main(argv=None) -> None:
         # the sampler `infer` uses by default, so the stored scale is chosen for what a learner runs
         name = sampling.DEFAULT_SAMPLER[args.kind]
         steps = sampling.DEFAULT_STEPS[name]
-        for scale in GUIDANCE_SCALES:
+        for scale in args.scales:
             rows.append(measure(args.ckpt.name, name, sampler_for(model, payload, device, name, steps, scale), args.n,
                                 guidance=scale))
         if args.choose:
