@@ -178,10 +178,14 @@ def test_ctrl_c_on_a_full_disk_says_the_epoch_could_not_be_saved(tmp_path, monke
 # PAUSE_AT_LOSS=n sleeps inside the n-th loss evaluation (that is, during optimiser step n), and
 # STALL_WRITE=n writes the first half of the n-th checkpoint file, flushes it, and sleeps there.
 DRIVER = """
-import io, os, sys, time
+import io, os, signal, sys, time
 from pathlib import Path
 import torch
 from course_lib import cli, ddpm
+
+# a shell that starts a job in the background without job control (nohup ... &) hands it SIGINT ignored,
+# and Python keeps it ignored: restore what a terminal's Ctrl-C meets, so the test does not depend on its parent
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 marker = Path(os.environ["MARKER"])
 pause_at, stall_write = int(os.environ.get("PAUSE_AT_LOSS", 0)), int(os.environ.get("STALL_WRITE", 0))
