@@ -23,7 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import harness, markdown_table, record  # noqa: E402
-from course_lib import checkpoint, cli, config, evaluation, sampling  # noqa: E402
+from course_lib import checkpoint, cli, config, evaluation, guidance, inputs, sampling  # noqa: E402
 
 GUIDANCE_SCALES = (0.0, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0)
 NFES = (1, 2, 4, 8, 16, 32, 64)
@@ -98,6 +98,11 @@ def main(argv=None) -> None:
     parser.add_argument("--ddim-only", action="store_true", help="uncond: skip the 1000-step DDPM row")
     parser.add_argument("--no-record", action="store_true")
     args = parser.parse_args(argv)
+    try:  # a bad scale is refused before any checkpoint is loaded or sample drawn
+        for scale in args.scales:
+            guidance.check_guidance_scale(scale)
+    except inputs.InputError as error:
+        parser.error(str(error))
     config.configure_threads()
     device = checkpoint.resolve_device(args.device)
     rows = []
