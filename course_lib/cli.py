@@ -16,7 +16,7 @@ import math
 import sys
 from pathlib import Path
 
-from . import ddpm, dit, flow, guidance, sampling, training
+from . import ddpm, dit, flow, guidance, reflow, sampling, training
 from .checkpoint import CONDITIONAL, config_disagreements, load_model, sampling_settings  # noqa: F401
 from .cli_checks import UsageError, resolve_device  # noqa: F401
 from .cli_infer import MAX_GAMMA, MAX_GUIDANCE, run_infer  # noqa: F401
@@ -80,8 +80,8 @@ def add_train_options(train: argparse.ArgumentParser) -> None:
     train.add_argument("--channels", type=positive_int, default=1, help="Number of image channels")
     train.add_argument("--patch_size", type=positive_int, default=None,
                        help="Patch size for DiT (default: the preset's)")
-    train.add_argument("--preset", choices=sorted(dit.PRESETS), default="small",
-                       help="DiT size (tiny: tests; book: long skips and a conv head)")
+    train.add_argument("--preset", choices=sorted(dit.PRESETS), default=None,
+                       help="DiT size (tiny: tests; book: long skips and a conv head) [small]")
     # --epochs 12 and --lr_decay_step 4 are the original scripts' values, not TrainConfig's
     train.add_argument("--epochs", type=positive_int, default=12, help="Number of training epochs")
     train.add_argument("--batch_size", type=positive_int, default=TRAIN.batch_size, help="Training batch size")
@@ -109,6 +109,12 @@ def add_train_options(train: argparse.ArgumentParser) -> None:
                        help=f"cfg/flow: probability of dropping the label in training [{guidance.P_UNCOND}]")
     train.add_argument("--time_sampling", choices=flow.TIME_SAMPLINGS, default=None,
                        help=f"flow: how training times are drawn [{DEFAULTS['time_sampling']}]")
+    train.add_argument("--reflow", type=Path, default=None,
+                       help="flow: retrain this flow checkpoint on the (noise, image) pairs its ODE draws (chapter 07)")
+    train.add_argument("--num_pairs", type=positive_int, default=None,
+                       help="reflow: how many pairs to draw [as many as training images]")
+    train.add_argument("--pair_steps", type=positive_int, default=None,
+                       help=f"reflow: the base's Euler steps per pair [{reflow.PAIR_STEPS}]")
     train.add_argument("--max_steps", type=positive_int, default=None, help="stop after this many steps")
     train.add_argument("--limit", type=positive_int, default=None, help="train on the first N images only")
     train.add_argument("--resume", type=Path, default=None, help="checkpoint to continue from")

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import time
 
-from . import config, data, ddpm, dit, flow, guidance, training
+from . import cli_reflow, config, data, ddpm, dit, flow, guidance, training
 from .checkpoint import CONDITIONAL
 from .cli_checks import UsageError, check_writable_dir, forbid, resolve_device, usage
 
 CHECKPOINT_NAMES = {"ddpm": "ddpm_uncond.pt", "cfg": "ddpm_cfg.pt", "flow": "flow_cfg.pt"}
+REFLOW_CHECKPOINT_NAME = "flow_reflow.pt"
+DEFAULT_PRESET = "small"
 NUM_TIMESTEPS = 1000  # the DDPM scheduler's T for every model the command line trains
 # the command line's choices where the library's defaults teach the simpler one (ε, the notes' choice)
 DEFAULTS = {"prediction": "v", "schedule": ddpm.SCHEDULES[0], "time_sampling": flow.TIME_SAMPLINGS[0],
@@ -20,14 +22,20 @@ DEFAULTS = {"prediction": "v", "schedule": ddpm.SCHEDULES[0], "time_sampling": f
 
 
 def run_train(args) -> None:
-    model_cfg, train_cfg, settings = check_train_options(args)
+    base = cli_reflow.check_reflow_options(args)
+    model_cfg, train_cfg, settings = check_train_options(args, base)
     check_writable_dir(args.save_dir, "--save_dir")
     device = resolve_device(args.device)
+    num_images = data.num_images(train=True, limit=args.limit)
+    if base is not None:
+        settings.update(cli_reflow.reflow_settings(args, base.guidance_scale))
+        settings["num_pairs"] = settings["num_pairs"] or num_images
+        num_images = settings["num_pairs"]
     resume = None
     if args.resume is not None:  # before the data: a resume that cannot continue the run costs nothing
         with usage(prefix="--resume: "):
-            resume = training.check_resume(args.resume, args.kind, model_cfg.to_dict(), train_cfg,
-                                           data.num_images(train=True, limit=args.limit), settings)
+            resume = training.check_resume(args.resume, args.kind, model_cfg.to_dict(), train_cfg, num_images,
+                                           settings)
 
     config.configure_threads()
     try:
@@ -35,13 +43,20 @@ def run_train(args) -> None:
     except data.MNISTUnavailable as error:
         raise UsageError(str(error).replace("\n", " ")) from error
     training.seed_everything(args.seed)  # the initial weights depend on --seed too
-    model = dit.DiT(model_cfg)
-    path = args.save_dir / CHECKPOINT_NAMES[args.kind]
+    if base is None:
+        model, loss_fn = dit.DiT(model_cfg), objective(args.kind, settings, device)
+    else:  # the base's weights, trained on the pairs its ODE draws
+        model, loss_fn = cli_reflow.reflowed_model(base.model), cli_reflow.objective(settings)
+        images, labels = cli_reflow.pairs_for_training(base.model, settings, labels, images.shape[1:], args.seed,
+                                                       args.save_dir, device)
+        settings["guidance_scale"] = 1.0  # the pairs were drawn with the base's guidance: the model has it built in
+    path = args.save_dir / (REFLOW_CHECKPOINT_NAME if base is not None else CHECKPOINT_NAMES[args.kind])
     recipe = " ".join(["python -m course_lib", *args.argv])
-    metadata = {"recipe": recipe, "preset": args.preset, "seed": args.seed, "images": len(images), **settings}
+    preset = args.preset or (DEFAULT_PRESET if base is None else base.preset)
+    metadata = {"recipe": recipe, "preset": preset, "seed": args.seed, "images": len(images), **settings}
     started = time.time()
     try:
-        result = training.train(model, objective(args.kind, settings, device), images, labels, train_cfg, device,
+        result = training.train(model, loss_fn, images, labels, train_cfg, device,
                                 kind=args.kind, model_config=model_cfg.to_dict(), checkpoint_path=path,
                                 resume=resume, metadata=metadata)
     except (training.TrainingDiverged, training.CheckpointError) as error:
@@ -50,8 +65,8 @@ def run_train(args) -> None:
           f"last-100 loss {sum(result.losses[-100:]) / max(1, len(result.losses[-100:])):.4f}; wrote {path}")
 
 
-def check_train_options(args) -> tuple[dit.DiTConfig, training.TrainConfig, dict]:
-    """The model config, training config and the settings stored in the metadata, or a UsageError."""
+def check_train_options(args, base=None) -> tuple[dit.DiTConfig, training.TrainConfig, dict]:
+    """The model config (``base``'s, for reflow), training config and the metadata's settings, or a UsageError."""
     forbid(args, ("ddpm", "cfg"), "prediction", "schedule", "loss_weighting")
     forbid(args, CONDITIONAL, "p_uncond")
     forbid(args, ("flow",), "time_sampling")
@@ -64,7 +79,7 @@ def check_train_options(args) -> tuple[dit.DiTConfig, training.TrainConfig, dict
     if args.patch_size is not None:
         overrides["patch_size"] = args.patch_size
     with usage():
-        model_cfg = dit.preset(args.preset, **overrides)
+        model_cfg = dit.preset(args.preset or DEFAULT_PRESET, **overrides) if base is None else base.cfg
         train_cfg = training.TrainConfig(
             epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
             save_freq=args.save_freq, lr_decay_step=args.lr_decay_step, lr_decay_rate=args.lr_decay_rate,

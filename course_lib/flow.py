@@ -59,10 +59,15 @@ def sample_time(batch_size: int, time_sampling: str = "uniform",
 
 
 def loss(model, images: torch.Tensor, labels, generator: torch.Generator | None = None,
-         time_sampling: str = "uniform") -> torch.Tensor:
-    """MSE between the predicted velocity and its target ``noise - images``, constant along the path."""
+         time_sampling: str = "uniform", noise: torch.Tensor | None = None) -> torch.Tensor:
+    """MSE between the predicted velocity and its target ``noise - images``, constant along the path.
+
+    ``noise`` None pairs each image with fresh noise (the independent coupling of flow matching);
+    reflow (:mod:`.reflow`) passes the noise the base model's ODE carried to each image.
+    """
     t = sample_time(images.shape[0], time_sampling, generator).to(images.device)  # (B,)
-    noise = torch.randn(images.shape, generator=generator).to(images.device)  # (B, C, H, W)
+    if noise is None:
+        noise = torch.randn(images.shape, generator=generator).to(images.device)  # (B, C, H, W)
     x_t = interpolate(images, noise, t)
     return torch.mean((model(x_t, t, labels) - (noise - images)) ** 2)
 
@@ -93,6 +98,30 @@ def gaussian_velocity(mean: float, std: float):
         t = _per_sample(t, x_t)
         variance = (1 - t) ** 2 * std**2 + t**2
         return -mean + (t - (1 - t) * std**2) / variance * (x_t - (1 - t) * mean)
+
+    return model
+
+
+def mixture_velocity(means, std: float, weights=None):
+    """The exact velocity field when the data are a mixture of Gaussians N(means[k], std²·I), k = 1..K.
+
+    Within component k the field is :func:`gaussian_velocity`'s; across components it is their average
+    weighted by the posterior P(k | x_t), since x_t given k is N((1-t)·means[k], ((1-t)²·std² + t²)·I).
+    ``means`` is (K, D); the model takes x_t of shape (B, D). Two well-separated components make the
+    marginal paths bend: the 2-D toy of chapter 07.
+    """
+    means = torch.as_tensor(means, dtype=torch.float32)
+    log_w = torch.log(torch.full((len(means),), 1.0 / len(means)) if weights is None
+                      else torch.as_tensor(weights, dtype=torch.float32))
+
+    def model(x_t, t, labels=None):
+        t_b = _per_sample(t, x_t)  # (B, 1)
+        mu = (1 - t_b)[:, :, None] * means.to(x_t)[None]  # (B, K, D) component means of x_t
+        variance = ((1 - t_b) ** 2 * std**2 + t_b**2)[:, :, None]  # (B, 1, 1)
+        log_post = log_w.to(x_t) - ((x_t[:, None] - mu) ** 2).sum(-1) / (2 * variance[:, :, 0])  # (B, K)
+        post = torch.softmax(log_post, dim=1)[:, :, None]  # (B, K, 1)
+        v_k = -means.to(x_t)[None] + (t_b[:, :, None] - (1 - t_b[:, :, None]) * std**2) / variance * (x_t[:, None] - mu)
+        return (post * v_k).sum(1)
 
     return model
 

@@ -18,7 +18,8 @@ from .checkpoint import CheckpointError, load_checkpoint, resume_path
 RESUME_TRAIN_FIELDS = ("batch_size", "lr", "seed", "lr_decay_step", "lr_decay_rate", "lr_schedule",
                        "warmup_steps", "grad_clip", "ema_decay", "weight_decay")
 # the settings outside TrainConfig that the command line stores in the metadata (None where a kind has none)
-RESUME_META_FIELDS = ("prediction", "schedule", "num_steps", "limit", "p_uncond", "time_sampling", "loss_weighting")
+RESUME_META_FIELDS = ("prediction", "schedule", "num_steps", "limit", "p_uncond", "time_sampling", "loss_weighting",
+                      "reflow", "num_pairs", "pair_steps", "pair_guidance")
 # what a field missing from an older checkpoint's metadata meant when that checkpoint was written
 META_DEFAULTS = {"loss_weighting": "uniform"}
 
