@@ -94,6 +94,8 @@ def main(argv=None) -> None:
     parser.add_argument("--choose", action="store_true", help="guidance: store the recommended scale")
     parser.add_argument("--scales", type=float, nargs="+", default=list(GUIDANCE_SCALES),
                         help="guidance: the scales to measure (fewer on a slow machine)")
+    parser.add_argument("--nfes", type=cli.positive_int, nargs="+", default=None,
+                        help="nfe and sde: the NFE budgets to measure (fewer on a slow machine)")
     parser.add_argument("--json", type=Path, help="also write the rows to this JSON file")
     parser.add_argument("--ddim-only", action="store_true", help="uncond: skip the 1000-step DDPM row")
     parser.add_argument("--no-record", action="store_true")
@@ -132,7 +134,7 @@ def main(argv=None) -> None:
     elif args.sweep == "nfe":
         loaded = {"flow": checkpoint.load_model(args.flow, "flow", device),
                   "cfg": checkpoint.load_model(args.cfg, "cfg", device)}
-        for nfe in NFES + (100,):
+        for nfe in args.nfes or NFES + (100,):
             for name in [s for s in NFE_SAMPLERS if s in args.samplers]:
                 steps = nfe_steps(name, nfe)
                 if steps is None:
@@ -143,7 +145,7 @@ def main(argv=None) -> None:
     else:
         model, payload = checkpoint.load_model(args.ckpt, "flow", device)
         for gamma in GAMMAS:
-            for nfe in SDE_NFES:
+            for nfe in args.nfes or SDE_NFES:
                 sample = sampling.make_sampler(model, payload, "sde", nfe, gamma=gamma, device=device)
                 rows.append(measure(args.ckpt.name, "sde", harness(sample), args.n, guidance=sample.guidance_scale,
                                     gamma=gamma))

@@ -13,6 +13,7 @@ noise stacked on the channels (:func:`pack`), so a shuffled batch can never sepa
 from __future__ import annotations
 
 import torch
+import torch.nn as nn
 from tqdm.auto import tqdm
 
 from . import config, flow, guidance
@@ -83,3 +84,18 @@ def straightness(model, x_1: torch.Tensor, labels=None, num_steps: int = STRAIGH
             x = x - (t - t_next) * v
         chord = x_1 - x
         return torch.stack([(chord - v) ** 2 for v in velocities]).mean().item()
+
+
+class ToyVelocity(nn.Module):
+    """v(x, t) for points of ``dim`` coordinates (the 1-D and 2-D toys): a small MLP of (x, t).
+
+    Called like the DiT, ``model(x_t, t, labels)``, with x_t (B, dim); labels are ignored.
+    """
+
+    def __init__(self, dim: int = 2, width: int = 64):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(dim + 1, width), nn.SiLU(), nn.Linear(width, width), nn.SiLU(),
+                                 nn.Linear(width, dim))
+
+    def forward(self, x, t, labels=None):
+        return self.net(torch.cat([x, flow._per_sample(t, x)], dim=1))  # (B, dim)

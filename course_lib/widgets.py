@@ -248,3 +248,40 @@ def flow_steps_explorer(model, labels, guidance_scale=None, steps: int = 4, meth
     explorer = Explorer({"steps": slider, "method": toggle}, draw)
     explorer.noise, explorer.images, shown["explorer"] = noise, shown["images"], explorer
     return explorer
+
+
+def reflow_explorer(models: dict, labels, guidance_scales: dict | None = None, steps: int = 1, max_steps: int = 16,
+                    seed: int = 0, noise: torch.Tensor | None = None, device: torch.device | str = "cpu") -> Explorer:
+    """One Euler-steps slider for several flows side by side (chapter 07: the base model and its reflow).
+
+    ``models`` maps a row name to a velocity ``model(x_t, t, labels)``; every row starts from the same
+    noise (drawn once from ``seed`` unless given, kept in ``explorer.noise``) and draws ``labels``, one
+    image each, with its own guidance scale from ``guidance_scales`` (None: unguided). ``explorer.images``
+    maps each name to the samples on screen.
+    """
+    labels = torch.as_tensor(labels).long().flatten().to(device)  # (N,)
+    scales = {name: None for name in models} | dict(guidance_scales or {})
+    if noise is None:
+        first = next(iter(models.values()))
+        size = getattr(getattr(first, "cfg", None), "img_size", 32)
+        noise = torch.randn(len(labels), 1, size, size, generator=torch.Generator().manual_seed(seed))
+    noise = noise.to(device)
+    slider = widgets.IntSlider(value=steps, min=1, max=max_steps, description="Euler steps (NFE)",
+                               continuous_update=False, style={"description_width": "initial"},
+                               layout=widgets.Layout(width="380px"))
+
+    def draw(steps: int) -> plt.Figure:
+        started = time.perf_counter()
+        rows = {name: flow.sample_ode(model, noise.shape, steps, "euler", labels, scales[name], device=device,
+                                      x_1=noise) for name, model in models.items()}
+        seconds = time.perf_counter() - started
+        shown["images"] = rows
+        if "explorer" in shown:
+            shown["explorer"].images = rows
+        return plotting.same_noise_grid(rows, f"Euler, {steps} step{'s' if steps > 1 else ''} = {steps} NFE, "
+                                              f"same noise in every row ({seconds:.2f} s)")
+
+    shown = {}  # the constructor draws once before ``explorer`` exists; later draws update it
+    explorer = Explorer({"steps": slider}, draw)
+    explorer.noise, explorer.images, shown["explorer"] = noise, shown["images"], explorer
+    return explorer

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn as nn
 
 from course_lib import flow, reflow, training
 
@@ -100,19 +99,8 @@ def test_the_straight_field_has_zero_straightness_and_one_euler_step_is_exact():
 
 
 # ---------------------------------------------------------------------------- reflow straightens
-class TimeMLP(nn.Module):
-    """v(x, t) for the 1-D toy: enough to learn the straight field (x1 - x0 is affine in x_t at each t)."""
-
-    def __init__(self):
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(2, 64), nn.SiLU(), nn.Linear(64, 64), nn.SiLU(), nn.Linear(64, 1))
-
-    def forward(self, x, t, labels=None):
-        return self.net(torch.cat([x, flow._per_sample(t, x)], dim=1))
-
-
-def reflowed(module, shuffle: bool = False) -> nn.Module:
-    """Draw pairs with ``module.make_pairs`` from the exact base field, train a TimeMLP on them with the loop."""
+def reflowed(module, shuffle: bool = False) -> torch.nn.Module:
+    """Draw pairs with ``module.make_pairs`` from the exact base field, train a ToyVelocity on them with the loop."""
     x_1, x_0 = module.make_pairs(BASE, 3000, (1,), num_steps=32, method="heun",
                                  generator=torch.Generator().manual_seed(0), progress=False)
     if shuffle:
@@ -120,8 +108,9 @@ def reflowed(module, shuffle: bool = False) -> nn.Module:
     torch.manual_seed(0)
     cfg = training.TrainConfig(epochs=25, batch_size=256, lr=3e-3, seed=0, lr_schedule="cosine", warmup_steps=20,
                                ema_decay=0.99)
-    result = training.train(TimeMLP(), lambda model, x, y, g: module.loss(model, x, None, g), module.pack(x_1, x_0),
-                            torch.zeros(len(x_1)), cfg, "cpu", kind="flow", model_config={}, progress=False)
+    result = training.train(module.ToyVelocity(dim=1), lambda model, x, y, g: module.loss(model, x, None, g),
+                            module.pack(x_1, x_0), torch.zeros(len(x_1)), cfg, "cpu", kind="flow", model_config={},
+                            progress=False)
     return result.ema
 
 

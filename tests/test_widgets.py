@@ -127,3 +127,20 @@ def test_moving_the_steps_slider_redraws_and_returning_is_deterministic(random_d
     assert (_shown_pixels(explorer) - first_pixels).abs().max() > 1e-3
     explorer.controls["steps"].value = 2  # DDIM is deterministic: the same picture comes back
     torch.testing.assert_close(_shown_pixels(explorer), first_pixels)
+
+
+def test_reflow_explorer_draws_every_model_from_the_same_noise_and_redraws_on_the_slider():
+    """Guards: rows drawn from different noise (no side-by-side comparison), or the slider not reaching the ODE."""
+    from course_lib import flow
+    models = {"curved": flow.gaussian_velocity(0.2, 0.3), "other": flow.gaussian_velocity(-0.1, 0.5)}
+    explorer = widgets.reflow_explorer(models, [1, 2, 3], steps=1, max_steps=8, seed=4)
+    assert (explorer.controls["steps"].min, explorer.controls["steps"].max) == (1, 8)
+    assert explorer.noise.shape == (3, 1, 32, 32)
+    # one Euler step of the exact Gaussian field lands every sample on the data mean (notebook 05, 1.3)
+    torch.testing.assert_close(explorer.images["curved"], torch.full((3, 1, 32, 32), 0.2), atol=1e-5, rtol=0)
+    torch.testing.assert_close(explorer.images["other"], torch.full((3, 1, 32, 32), -0.1), atol=1e-5, rtol=0)
+    explorer.controls["steps"].value = 5
+    assert "5 steps = 5 NFE" in explorer.figure.texts[0].get_text()
+    for name, model in models.items():
+        expected = flow.sample_ode(model, (3, 1, 32, 32), 5, x_1=explorer.noise)
+        torch.testing.assert_close(explorer.images[name], expected)
