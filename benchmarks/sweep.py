@@ -5,6 +5,7 @@
     python benchmarks/sweep.py guidance --ckpt checkpoints/flow_cfg.pt --kind flow  # Euler 8 at guidance 0..5
     python benchmarks/sweep.py nfe      --flow checkpoints/flow_cfg.pt --cfg checkpoints/ddpm_cfg.pt
     python benchmarks/sweep.py sde      --ckpt checkpoints/flow_cfg.pt          # γ × NFE
+    python benchmarks/sweep.py guidance --ckpt checkpoints/flow_reflow.pt --kind flow --steps 1  # one Euler step
 
 Rows go to RESULTS.md (unless --no-record) and, with --json, to a file. ``guidance`` with
 ``--choose`` stores the recommended guidance scale in the checkpoint's metadata: the scale with the
@@ -94,6 +95,8 @@ def main(argv=None) -> None:
     parser.add_argument("--choose", action="store_true", help="guidance: store the recommended scale")
     parser.add_argument("--scales", type=float, nargs="+", default=list(GUIDANCE_SCALES),
                         help="guidance: the scales to measure (fewer on a slow machine)")
+    parser.add_argument("--steps", type=cli.positive_int, default=None,
+                        help="guidance: the default sampler's steps (default: infer's; 1 for a reflowed flow)")
     parser.add_argument("--nfes", type=cli.positive_int, nargs="+", default=None,
                         help="nfe and sde: the NFE budgets to measure (fewer on a slow machine)")
     parser.add_argument("--json", type=Path, help="also write the rows to this JSON file")
@@ -116,9 +119,10 @@ def main(argv=None) -> None:
             rows.append(measure(args.ckpt.name, sampler, sampler_for(model, payload, device, sampler, steps), args.n))
     elif args.sweep == "guidance":
         model, payload = checkpoint.load_model(args.ckpt, args.kind, device)
-        # the sampler `infer` uses by default, so the stored scale is chosen for what a learner runs
+        # the sampler `infer` uses by default, so the stored scale is chosen for what a learner runs; --steps
+        # picks the budget the model is meant for (1 for chapter 07's reflowed flow)
         name = sampling.DEFAULT_SAMPLER[args.kind]
-        steps = sampling.DEFAULT_STEPS[name]
+        steps = args.steps or sampling.DEFAULT_STEPS[name]
         for scale in args.scales:
             rows.append(measure(args.ckpt.name, name, sampler_for(model, payload, device, name, steps, scale), args.n,
                                 guidance=scale))
