@@ -21,6 +21,7 @@ FIGURES = {
     "04_flow_training": ["409e40d5"],  # a digit along the straight path
     "05_ode_sampling": ["436878ae"],  # Euler and Heun at growing step counts
     "06_sde_sampling": ["a2de9a4e"],  # variety from one noise as the SDE noise level grows
+    "07_reflow_few_steps": ["c51367fe"],  # base and reflow at 1, 2 and 4 Euler steps from the same noise
 }
 
 
