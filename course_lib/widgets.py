@@ -20,6 +20,14 @@ from IPython.display import display
 from . import ddpm, flow, plotting
 
 
+def fixed_noise(model, count: int, seed: int) -> torch.Tensor:
+    """An explorer's starting noise, (count, C, H, W) on the CPU, shaped like the model's images (a DiT's
+    ``cfg``; 1 × 32 × 32 for a model without one), drawn once from ``seed``."""
+    cfg = getattr(model, "cfg", None)
+    size, channels = getattr(cfg, "img_size", 32), getattr(cfg, "channels", 1)
+    return torch.randn(count, channels, size, size, generator=torch.Generator().manual_seed(seed))
+
+
 class Explorer(widgets.VBox):
     """Controls (name -> widget) above an output area redrawn by ``draw(**values)``."""
 
@@ -99,10 +107,7 @@ def sampling_steps_explorer(model, scheduler, prediction: str = "eps", num_image
     """
     device = torch.device(device) if device is not None else scheduler.device
     if noise is None:
-        size = getattr(getattr(model, "cfg", None), "img_size", 32)
-        channels = getattr(getattr(model, "cfg", None), "channels", 1)
-        generator = torch.Generator().manual_seed(seed)
-        noise = torch.randn(num_images, channels, size, size, generator=generator)  # (N, C, H, W)
+        noise = fixed_noise(model, num_images, seed)
     noise = noise.to(device)
     slider = widgets.IntSlider(value=steps, min=1, max=min(max_steps, scheduler.num_timesteps),
                                description="DDIM steps", continuous_update=False,
@@ -135,9 +140,7 @@ def noise_level_explorer(model, labels, guidance_scale=None, num_samples: int = 
     """
     labels = torch.as_tensor(labels).long().flatten()  # (L,)
     if noise is None:
-        size = getattr(getattr(model, "cfg", None), "img_size", 32)
-        channels = getattr(getattr(model, "cfg", None), "channels", 1)
-        noise = torch.randn(len(labels), channels, size, size, generator=torch.Generator().manual_seed(seed))
+        noise = fixed_noise(model, len(labels), seed)
     if len(noise) != len(labels):
         raise ValueError(f"noise holds {len(noise)} images for {len(labels)} labels; give one per label")
     x_1 = noise.to(device).repeat_interleave(num_samples, dim=0)  # (L*K, C, H, W), K copies of each
@@ -179,9 +182,7 @@ def guidance_explorer(model, scheduler, prediction: str = "v", digit: int = 4, g
     """
     device = torch.device(device) if device is not None else scheduler.device
     if noise is None:
-        size = getattr(getattr(model, "cfg", None), "img_size", 32)
-        channels = getattr(getattr(model, "cfg", None), "channels", 1)
-        noise = torch.randn(num_images, channels, size, size, generator=torch.Generator().manual_seed(seed))
+        noise = fixed_noise(model, num_images, seed)
     noise = noise.to(device)
     digits = widgets.Dropdown(options=list(range(10)), value=digit, description="digit",
                               layout=widgets.Layout(width="160px"))
@@ -226,9 +227,7 @@ def flow_steps_explorer(model, labels, guidance_scale=None, steps: int = 4, meth
     if noise is None:
         if labels is None:
             raise ValueError("give labels or the noise, so the explorer knows how many images to draw")
-        size = getattr(getattr(model, "cfg", None), "img_size", 32)
-        channels = getattr(getattr(model, "cfg", None), "channels", 1)
-        noise = torch.randn(len(labels), channels, size, size, generator=torch.Generator().manual_seed(seed))
+        noise = fixed_noise(model, len(labels), seed)
     noise = noise.to(device)
     slider = widgets.IntSlider(value=steps, min=1, max=max_steps, description="ODE steps",
                                continuous_update=False, style={"description_width": "initial"},
@@ -263,9 +262,7 @@ def reflow_explorer(models: dict, labels, guidance_scales: dict | None = None, s
     labels = torch.as_tensor(labels).long().flatten().to(device)  # (N,)
     scales = {name: None for name in models} | dict(guidance_scales or {})
     if noise is None:
-        first = next(iter(models.values()))
-        size = getattr(getattr(first, "cfg", None), "img_size", 32)
-        noise = torch.randn(len(labels), 1, size, size, generator=torch.Generator().manual_seed(seed))
+        noise = fixed_noise(next(iter(models.values())), len(labels), seed)
     noise = noise.to(device)
     slider = widgets.IntSlider(value=steps, min=1, max=max_steps, description="Euler steps (NFE)",
                                continuous_update=False, style={"description_width": "initial"},
