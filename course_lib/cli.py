@@ -108,7 +108,8 @@ def add_train_options(train: argparse.ArgumentParser) -> None:
     train.add_argument("--p_uncond", type=finite_float, default=None,
                        help=f"cfg/flow: probability of dropping the label in training [{guidance.P_UNCOND}]")
     train.add_argument("--time_sampling", choices=flow.TIME_SAMPLINGS, default=None,
-                       help=f"flow: how training times are drawn [{DEFAULTS['time_sampling']}]")
+                       help=f"how training times are drawn (ddpm/cfg: the step whose flow time b/(a+b) is drawn) "
+                            f"[{DEFAULTS['time_sampling']}]")
     train.add_argument("--reflow", type=Path, default=None,
                        help="flow: retrain this flow checkpoint on the (noise, image) pairs its ODE draws (chapter 07)")
     train.add_argument("--num_pairs", type=positive_int, default=None,

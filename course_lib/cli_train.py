@@ -69,7 +69,6 @@ def check_train_options(args, base=None) -> tuple[dit.DiTConfig, training.TrainC
     """The model config (``base``'s, for reflow), training config and the metadata's settings, or a UsageError."""
     forbid(args, ("ddpm", "cfg"), "prediction", "schedule", "loss_weighting")
     forbid(args, CONDITIONAL, "p_uncond")
-    forbid(args, ("flow",), "time_sampling")
     if args.channels != 1:
         raise UsageError(f"--channels {args.channels}: MNIST has 1 channel")
     if args.p_uncond is not None:
@@ -96,7 +95,8 @@ def train_settings(args) -> dict:
     if args.kind in ("ddpm", "cfg"):
         settings.update(prediction=args.prediction or DEFAULTS["prediction"],
                         schedule=args.schedule or DEFAULTS["schedule"], num_steps=NUM_TIMESTEPS,
-                        loss_weighting=args.loss_weighting or DEFAULTS["loss_weighting"])
+                        loss_weighting=args.loss_weighting or DEFAULTS["loss_weighting"],
+                        time_sampling=args.time_sampling or DEFAULTS["time_sampling"])
     if args.kind in CONDITIONAL:
         settings["p_uncond"] = guidance.P_UNCOND if args.p_uncond is None else args.p_uncond
     if args.kind == "flow":
@@ -116,6 +116,7 @@ def objective(kind: str, settings: dict, device) -> training.LossFn:
     def loss_fn(model, x, y, generator):
         y = guidance.drop_labels(y, settings["p_uncond"], generator) if kind == "cfg" else None
         return ddpm.loss(model, x, y, scheduler, generator, settings["prediction"],
-                         settings.get("loss_weighting", DEFAULTS["loss_weighting"]))
+                         settings.get("loss_weighting", DEFAULTS["loss_weighting"]),
+                         settings.get("time_sampling", DEFAULTS["time_sampling"]))
 
     return loss_fn

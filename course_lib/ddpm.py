@@ -77,6 +77,15 @@ class NoiseScheduler:
                              f"{int(t.min())} to {int(t.max())}")
         return t.long()
 
+    def flow_times(self) -> torch.Tensor:
+        """The rectified-flow time of each step, t = b / (a + b) with a = sqrt(ᾱ), b = sqrt(1 - ᾱ), shape (T,).
+
+        x_t = a x0 + b ε divided by (a + b) is (1 - t) x0 + t ε, the flow's path at time t: the same noise
+        level, rescaled. It rises from about 0.01 at step 0 to about 0.99 at step T - 1.
+        """
+        a, b = self.alpha_bars.sqrt(), (1.0 - self.alpha_bars).sqrt()
+        return b / (a + b)
+
     def step_to_time(self, step: torch.Tensor) -> torch.Tensor:
         """Integer step -> float time (step + 1) / T in (0, 1] that the network is conditioned on.
 
@@ -189,6 +198,27 @@ def predict_noise(model, x_t: torch.Tensor, step: torch.Tensor, labels, schedule
     raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
 
 
+STEP_SAMPLINGS = ("uniform", "logit_normal")
+
+
+def sample_steps(scheduler: NoiseScheduler, batch_size: int, step_sampling: str = "uniform",
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """Training steps, (B,) long: uniform over the T steps (the notes' choice), or ``logit_normal``.
+
+    ``logit_normal`` draws the flow model's training time u = sigmoid(N(0, 1)) (SD3, notebook 04) and takes
+    the first step whose flow time b / (a + b) reaches u (:meth:`NoiseScheduler.flow_times`): the DDPM then
+    trains on the noise levels the flow model trains on, most of them near a = b, instead of spending most
+    steps where the linear schedule has already drowned the image.
+    """
+    if step_sampling == "uniform":
+        return torch.randint(0, scheduler.num_timesteps, (batch_size,), generator=generator)
+    if step_sampling == "logit_normal":
+        u = torch.sigmoid(torch.randn(batch_size, generator=generator))  # (B,) flow times in (0, 1)
+        table = scheduler.flow_times().cpu()  # (T,) increasing
+        return torch.searchsorted(table, u).clamp(max=scheduler.num_timesteps - 1)
+    raise ValueError(f"step_sampling must be one of {STEP_SAMPLINGS}, got {step_sampling!r}")
+
+
 LOSS_WEIGHTINGS = ("uniform", "min_snr")
 MIN_SNR_GAMMA = 5.0  # Hang et al. 2023's recommended γ
 
@@ -213,15 +243,15 @@ def min_snr_weight(scheduler: NoiseScheduler, step: torch.Tensor, prediction: st
 
 
 def loss(model, images: torch.Tensor, labels, scheduler: NoiseScheduler, generator: torch.Generator,
-         prediction: str = "eps", weighting: str = "uniform") -> torch.Tensor:
-    """MSE between the network output and its target at a uniformly drawn step per image.
+         prediction: str = "eps", weighting: str = "uniform", step_sampling: str = "uniform") -> torch.Tensor:
+    """MSE between the network output and its target at a step per image drawn by :func:`sample_steps`.
 
     ``weighting="min_snr"`` multiplies each image's squared error by :func:`min_snr_weight`.
     """
     if weighting not in LOSS_WEIGHTINGS:
         raise ValueError(f"weighting must be one of {LOSS_WEIGHTINGS}, got {weighting!r}")
     b = images.shape[0]
-    step = torch.randint(0, scheduler.num_timesteps, (b,), generator=generator).to(images.device)  # (B,)
+    step = sample_steps(scheduler, b, step_sampling, generator).to(images.device)  # (B,)
     noise = torch.randn(images.shape, generator=generator).to(images.device)  # (B, C, H, W)
     x_t, _ = scheduler.noise_image(images, step, noise=noise)
     out = model(x_t, scheduler.step_to_time(step), labels)
