@@ -1,6 +1,6 @@
 """Checkpoint files: the format, safe loading, atomic writing, and the model and settings they hold.
 
-A checkpoint is a ``torch.save`` of a plain dict (BOOK_DESIGN §1): ``format``, ``kind`` ("ddpm",
+A checkpoint is a ``torch.save`` of a plain dict (docs/conventions.md, "Checkpoints"): ``format``, ``kind`` ("ddpm",
 "cfg", "flow"), ``model_config``, the EMA ``state_dict`` and ``metadata`` (the recipe, the settings
 sampling needs, measured quality). Training writes two files: the slim one that ships, and beside
 it ``name.resume.pt`` with the optimiser and raw weights as well (:func:`resume_path`). Loading uses

@@ -1,7 +1,7 @@
 """Rectified flow (flow matching on straight paths): training target, conversions, ODE and SDE samplers.
 
-Seed convention (BOOK_DESIGN §1-2): ``x_t = t·x1 + (1 - t)·x0`` with ``x0`` the image and ``x1`` pure
-noise, so t = 0 is the clean image and t = 1 the noise. The network learns the constant velocity
+Convention (docs/conventions.md, "Time direction"): ``x_t = t·x1 + (1 - t)·x0`` with ``x0`` the image
+and ``x1`` pure noise, so t = 0 is the clean image and t = 1 the noise. The network learns the constant velocity
 ``v = dx/dt = x1 - x0`` with ``MSE(v(x_t, t), x1 - x0)``; sampling integrates from t = 1 down to 0.
 
 Papers that run time the other way use ``t_theirs = 1 - t_ours`` and ``v_theirs = -v_ours``:

@@ -1,4 +1,4 @@
-"""The noise scheduler against closed forms (BOOK_DESIGN §2)."""
+"""The noise scheduler against closed forms (docs/conventions.md, "DDPM steps and the schedule")."""
 
 import math
 
@@ -36,7 +36,8 @@ def test_alpha_bar_is_the_cumulative_product(scheduler):
 
 
 def test_step_index_convention():
-    """BOOK_DESIGN §1: ``step`` is the paper's t minus one; step 0 is the first *noised* image.
+    """``step`` is the paper's t minus one; step 0 is the first *noised* image (docs/conventions.md,
+    "DDPM steps and the schedule").
 
     Guards against the off-by-one that writes "t = 0" for both the clean image and step 0.
     """

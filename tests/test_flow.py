@@ -1,7 +1,8 @@
 """Rectified flow, ODE and training half: the path, the loss target, conversions, ODE samplers, guidance.
 
-Closed form (BOOK_DESIGN §2): for data x0 ~ N(MU, S²) in every pixel and noise x1 ~ N(0, 1), the path
-point x_t = t·x1 + (1 - t)·x0 is N(m_t, V_t) with m_t = (1 - t)·MU and V_t = (1 - t)²·S² + t², and
+Closed form (docs/conventions.md, "Closed forms for checks"): for data x0 ~ N(MU, S²) in every pixel
+and noise x1 ~ N(0, 1), the path point x_t = t·x1 + (1 - t)·x0 is N(m_t, V_t) with m_t = (1 - t)·MU
+and V_t = (1 - t)²·S² + t², and
 ``flow.gaussian_velocity(MU, S)`` is the exact E[x1 - x0 | x_t]. That velocity is affine in x_t, so
 every ODE step is an affine map x -> A·x + B per pixel, and so is the whole sampler: running it on the
 two starting points x_1 = 0 and x_1 = 1 gives B and A + B, hence the exact mean (B) and standard
@@ -63,7 +64,8 @@ def test_interpolate_takes_one_time_per_sample():
 
 
 def test_ddpm_state_is_a_rescaled_flow_state():
-    """BOOK_DESIGN §2: a DDPM state a·x0 + b·ε divided by (a + b) is the flow state at t = b / (a + b).
+    """A DDPM state a·x0 + b·ε divided by (a + b) is the flow state at t = b / (a + b) (docs/conventions.md,
+    "DDPM ↔ flow").
 
     Notebooks 04 and 05 rely on this identity. Guards a wrong statement of it in the book, e.g.
     t = a / (a + b) (image and noise swapped) or no rescaling (a² + b² = 1 is not a + b = 1).

@@ -1,7 +1,8 @@
 """The SDE sampler of the flow model: score from the velocity, marginals kept, γ = 0 is Euler, seeding.
 
-Closed form (BOOK_DESIGN §2): for data x0 ~ N(MU, S²) in every pixel, x_t = t·x1 + (1 - t)·x0 is
-N(m_t, V_t) with m_t = (1 - t)·MU and V_t = (1 - t)²·S² + t², so the exact score is -(x - m_t) / V_t
+Closed form (docs/conventions.md, "Closed forms for checks"): for data x0 ~ N(MU, S²) in every pixel,
+x_t = t·x1 + (1 - t)·x0 is N(m_t, V_t) with m_t = (1 - t)·MU and V_t = (1 - t)²·S² + t², so the exact
+score is -(x - m_t) / V_t
 and ``flow.gaussian_velocity(MU, S)`` is the exact velocity. Any sampler driven by it must end at
 N(MU, S²); Euler–Maruyama misses by a discretisation error that shrinks like 1/steps.
 """
