@@ -39,11 +39,23 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
+def invocation() -> str:
+    """How this benchmark was started, as one would type it: ``python -m benchmarks.<name>``.
+
+    Under ``python -m`` Python sets ``sys.argv[0]`` to the module's file path; any other caller keeps
+    its own ``sys.argv[0]``.
+    """
+    script = Path(sys.argv[0])
+    if script.suffix == ".py" and script.resolve().parent == Path(__file__).resolve().parent:
+        return f"python -m benchmarks.{script.stem}"
+    return f"python {sys.argv[0]}"
+
+
 def record(title: str, device: torch.device, table: str, notes: str = "") -> None:
     """Print ``table`` and append it to RESULTS.md with the date, machine and command."""
     print(table)
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    command = "python " + " ".join(sys.argv)
+    command = " ".join([invocation(), *sys.argv[1:]])
     block = f"\n## {title}\n\n{stamp} · {machine(device)} · `{command}`\n\n{table}\n"
     if notes:
         block += f"\n{notes}\n"

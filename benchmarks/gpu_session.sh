@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # One lease of a GPU: the DDPM recipe search, then the three shipped checkpoints with its winner, then
 # every quality sweep. Run from the repository root on the GPU machine, with MNIST's four raw files
-# gzipped in .gpu/ (see benchmarks/README in RESULTS.md). Writes checkpoints and logs to $OUT.
-#   SEARCH_EPOCHS   epochs per search run (batch 256), all runs in parallel      [8]
-#   FINAL_SECONDS   wall-clock budget the three final runs are sized to fill        [300]
+# gzipped in .gpu/ (see benchmarks/README.md). Writes checkpoints and logs to $OUT.
+#   SEARCH_EPOCHS   epochs per search run (batch 256), all runs in parallel      [6]
+#   FINAL_SECONDS   wall-clock budget the three final runs are sized to fill        [240]
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; W=/tmp/work; mkdir -p "$OUT" "$W" data/MNIST/raw
 export PYTHONUNBUFFERED=1 CI=true
@@ -31,7 +31,7 @@ for name in "${!SEARCH[@]}"; do
         --lr_decay_step $((SEARCH_EPOCHS / 2)) --prediction v --seed 0 --save_dir "$W/search_$name" --device $DEVICE $EXTRA \
         > "$W/search_$name.log" 2>&1
     echo "$name seconds $(( $(date +%s) - s ))" >> "$W/search_$name.log"
-    timeout 40 $PY benchmarks/sweep.py uncond --ckpt "$W/search_$name/ddpm_uncond.pt" --n $N --no-record \
+    timeout 40 $PY -m benchmarks.sweep uncond --ckpt "$W/search_$name/ddpm_uncond.pt" --n $N --no-record \
         --json "$W/search_$name.json" --ddim-only >> "$W/search_$name.log" 2>&1 ) &
 done
 wait
@@ -68,12 +68,12 @@ cp "$W"/final/ddpm_uncond.pt "$W"/final/ddpm_cfg.pt "$W"/final/flow_cfg.pt "$OUT
 echo "training done at $(( $(date +%s) - start )) s"
 
 # ---- phase 3: quality sweeps (choose guidance first: the NFE and SDE sweeps read it)
-( timeout 60 $PY benchmarks/sweep.py guidance --n $N --ckpt "$W/final/ddpm_cfg.pt" --kind cfg --choose --json "$W/guidance_cfg.json" --no-record
-  timeout 40 $PY benchmarks/sweep.py guidance --n $N --ckpt "$W/final/flow_cfg.pt" --kind flow --choose --json "$W/guidance_flow.json" --no-record
+( timeout 60 $PY -m benchmarks.sweep guidance --n $N --ckpt "$W/final/ddpm_cfg.pt" --kind cfg --choose --json "$W/guidance_cfg.json" --no-record
+  timeout 40 $PY -m benchmarks.sweep guidance --n $N --ckpt "$W/final/flow_cfg.pt" --kind flow --choose --json "$W/guidance_flow.json" --no-record
   cp "$W"/final/ddpm_cfg.pt "$W"/final/flow_cfg.pt "$OUT"/
-  $PY benchmarks/sweep.py nfe --n $N --flow "$W/final/flow_cfg.pt" --cfg "$W/final/ddpm_cfg.pt" --json "$W/nfe.json" --no-record
-  $PY benchmarks/sweep.py sde --n $N --ckpt "$W/final/flow_cfg.pt" --json "$W/sde.json" --no-record ) > "$W/sweeps_cond.log" 2>&1 &
-timeout 150 $PY benchmarks/sweep.py uncond --n $N --ckpt "$W/final/ddpm_uncond.pt" --json "$W/uncond.json" --no-record > "$W/sweeps_uncond.log" 2>&1 &
+  $PY -m benchmarks.sweep nfe --n $N --flow "$W/final/flow_cfg.pt" --cfg "$W/final/ddpm_cfg.pt" --json "$W/nfe.json" --no-record
+  $PY -m benchmarks.sweep sde --n $N --ckpt "$W/final/flow_cfg.pt" --json "$W/sde.json" --no-record ) > "$W/sweeps_cond.log" 2>&1 &
+timeout 150 $PY -m benchmarks.sweep uncond --n $N --ckpt "$W/final/ddpm_uncond.pt" --json "$W/uncond.json" --no-record > "$W/sweeps_uncond.log" 2>&1 &
 wait
 echo "all done at $(( $(date +%s) - start )) s"
 tar czf "$OUT/logs.tgz" -C "$W" $(cd "$W" && ls *.log *.json)

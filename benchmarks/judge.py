@@ -1,24 +1,22 @@
 """The judge's own numbers: test accuracy and the real-data Fréchet floor at several N.
 
-    python benchmarks/judge.py --n 1000 5000
+    python -m benchmarks.judge --n 1000 5000
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.common import markdown_table, record  # noqa: E402
-from course_lib import config, data, evaluation, training  # noqa: E402
+from benchmarks.common import markdown_table, record
+from course_lib import config, data, evaluation, training
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.judge", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, nargs="+", default=[1000, 5000])
     args = parser.parse_args(argv)
     config.configure_threads()

@@ -1,6 +1,6 @@
 """ε- versus v-prediction for the same DiT, data order and number of steps, judged by the classifier.
 
-    python benchmarks/prediction_target.py --steps 1500 --preset small --n 500
+    python -m benchmarks.prediction_target --steps 1500 --preset small --n 500
 
 Each run trains from the same initial weights with the same batches and noise, then draws N images
 with DDIM and scores them; only the regression target differs.
@@ -9,19 +9,18 @@ with DDIM and scores them; only the regression target differs.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.common import harness, markdown_table, record  # noqa: E402
-from course_lib import config, data, ddpm, dit, evaluation, plotting, sampling, training  # noqa: E402
+from benchmarks.common import harness, markdown_table, record
+from course_lib import config, data, ddpm, dit, evaluation, plotting, sampling, training
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.prediction_target", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--preset", default="small", choices=list(dit.PRESETS))
     parser.add_argument("--batch_size", type=int, default=64)

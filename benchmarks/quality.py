@@ -1,7 +1,7 @@
 """Sample quality of a checkpoint and sampler at several step counts, judged by the MNIST classifier.
 
-    python benchmarks/quality.py --ckpt checkpoints/ddpm_uncond.pt --sampler ddim --steps 20 50
-    python benchmarks/quality.py --stand-in real            # real test images: must show the floor
+    python -m benchmarks.quality --ckpt checkpoints/ddpm_uncond.pt --sampler ddim --steps 20 50
+    python -m benchmarks.quality --stand-in real            # real test images: must show the floor
 
 One row per setting: model, sampler, NFE, N, class accuracy (conditional models), Fréchet distance,
 the real-data floor at the same N, mean judge confidence, digit shares, images/s and seconds.
@@ -10,12 +10,10 @@ the real-data floor at the same N, mean judge confidence, digit shares, images/s
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.common import harness, markdown_table, record  # noqa: E402
-from course_lib import checkpoint, cli, config, evaluation, sampling  # noqa: E402
+from benchmarks.common import harness, markdown_table, record
+from course_lib import checkpoint, cli, config, evaluation, sampling
 
 HEADER = ["model", "sampler", "NFE", "N", "class acc.", "Fréchet", "floor at N", "confidence",
           "digit share min–max", "images/s", "seconds"]
@@ -32,7 +30,8 @@ def store_in_checkpoint(path: Path, kind: str, measured: list[dict]) -> None:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.quality", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ckpt", type=Path, help="checkpoint to sample from")
     parser.add_argument("--kind", default="ddpm", choices=cli.KINDS)
     parser.add_argument("--sampler", default="ddim", choices=sampling.DDPM_SAMPLERS)

@@ -1,7 +1,7 @@
 """Recipe search on the CPU: each candidate trains for the same wall-clock, then is judged at N images.
 
-    python benchmarks/recipe_search.py --kind flow --minutes 6 --n 1000 --save_dir runs/search
-    python benchmarks/recipe_search.py --kind flow --only B C --minutes 6
+    python -m benchmarks.recipe_search --kind flow --minutes 6 --n 1000 --save_dir runs/search
+    python -m benchmarks.recipe_search --kind flow --only B C --minutes 6
 
 Equal wall-clock, made reproducible: every candidate's training speed (steps/s, full step with EMA)
 is measured first, all before any training, on the idle machine, and each candidate then trains
@@ -18,15 +18,13 @@ import argparse
 import dataclasses
 import json
 import math
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.common import harness, markdown_table, record  # noqa: E402
-from course_lib import checkpoint, cli, cli_train, config, dit, evaluation, sampling, training  # noqa: E402
+from benchmarks.common import harness, markdown_table, record
+from course_lib import checkpoint, cli, cli_train, config, dit, evaluation, sampling, training
 
 COMMON = ["--lr", "2e-3", "--seed", "0", "--ema_decay", "0.999"]
 # name -> (what it tests, train options beyond COMMON); A is the shipped models' recipe shape
@@ -138,7 +136,8 @@ def table(results: list[dict]) -> str:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.recipe_search", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--kind", default="flow", choices=cli.KINDS)
     parser.add_argument("--only", nargs="+", help="candidate letters to run (default: all of the kind)")
     parser.add_argument("--minutes", type=float, default=6.0, help="training wall-clock per candidate")

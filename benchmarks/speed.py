@@ -1,7 +1,7 @@
 """Training and sampling speed of the DiT presets, with FLOPs and the machine's matmul ceiling.
 
-    python benchmarks/speed.py                 # CPU, and CUDA too when present
-    python benchmarks/speed.py --device cpu --presets small
+    python -m benchmarks.speed                 # CPU, and CUDA too when present
+    python -m benchmarks.speed --device cpu --presets small
 
 For each preset: optimiser steps/s and images/s at the training batch, network evaluations per
 second when sampling (images/s per NFE), FLOPs counted by torch.utils.flop_counter, and the FLOP/s
@@ -11,16 +11,13 @@ achieved, beside what one large matrix product reaches on the same device (the c
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.common import markdown_table, record  # noqa: E402
-from course_lib import config, dit  # noqa: E402
+from benchmarks.common import markdown_table, record
+from course_lib import config, dit
 
 
 def synchronize(device: torch.device) -> None:
@@ -85,7 +82,8 @@ def bench_preset(name: str, device: torch.device, train_batch: int, sample_batch
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.speed", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", choices=("cpu", "cuda"), action="append")
     parser.add_argument("--presets", nargs="+", default=list(dit.PRESETS))
     parser.add_argument("--train_batch", type=int, default=128)

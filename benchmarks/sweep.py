@@ -1,11 +1,11 @@
 """Quality sweeps of the shipped models, one table each, judged at N images per row.
 
-    python benchmarks/sweep.py uncond   --ckpt checkpoints/ddpm_uncond.pt      # DDPM 1000, DDIM 20/50
-    python benchmarks/sweep.py guidance --ckpt checkpoints/ddpm_cfg.pt --kind cfg   # DDIM 50 at guidance 0..5
-    python benchmarks/sweep.py guidance --ckpt checkpoints/flow_cfg.pt --kind flow  # Euler 8 at guidance 0..5
-    python benchmarks/sweep.py nfe      --flow checkpoints/flow_cfg.pt --cfg checkpoints/ddpm_cfg.pt
-    python benchmarks/sweep.py sde      --ckpt checkpoints/flow_cfg.pt          # γ × NFE
-    python benchmarks/sweep.py guidance --ckpt checkpoints/flow_reflow.pt --kind flow --steps 1  # one Euler step
+    python -m benchmarks.sweep uncond   --ckpt checkpoints/ddpm_uncond.pt      # DDPM 1000, DDIM 20/50
+    python -m benchmarks.sweep guidance --ckpt checkpoints/ddpm_cfg.pt --kind cfg   # DDIM 50 at guidance 0..5
+    python -m benchmarks.sweep guidance --ckpt checkpoints/flow_cfg.pt --kind flow  # Euler 8 at guidance 0..5
+    python -m benchmarks.sweep nfe      --flow checkpoints/flow_cfg.pt --cfg checkpoints/ddpm_cfg.pt
+    python -m benchmarks.sweep sde      --ckpt checkpoints/flow_cfg.pt          # γ × NFE
+    python -m benchmarks.sweep guidance --ckpt checkpoints/flow_reflow.pt --kind flow --steps 1  # one Euler step
 
 Rows go to RESULTS.md (unless --no-record) and, with --json, to a file. ``guidance`` with
 ``--choose`` stores the recommended guidance scale in the checkpoint's metadata: the scale with the
@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.common import harness, markdown_table, record  # noqa: E402
-from course_lib import checkpoint, cli, config, evaluation, guidance, inputs, sampling  # noqa: E402
+from benchmarks.common import harness, markdown_table, record
+from course_lib import checkpoint, cli, config, evaluation, guidance, inputs, sampling
 
 GUIDANCE_SCALES = (0.0, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0)
 NFES = (1, 2, 4, 8, 16, 32, 64)
@@ -82,7 +80,8 @@ def choose_guidance(rows) -> float:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.sweep", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sweep", choices=("uncond", "guidance", "nfe", "sde"))
     parser.add_argument("--ckpt", type=Path)
     parser.add_argument("--kind", default="ddpm", choices=cli.KINDS)
