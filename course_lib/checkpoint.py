@@ -139,6 +139,39 @@ def load_model(path: Path | str, kind: str, device: torch.device | str = "cpu"):
     return model.to(device).eval(), payload
 
 
+def with_guide(payload: dict, guide_payload: dict, guidance_scale: float, sampler: str | None = None,
+               steps: int | None = None) -> dict:
+    """A copy of an unconditional DDPM checkpoint that carries ``guide_payload``'s weights for autoguidance.
+
+    The recommended ``guidance_scale`` (and ``sampler``, ``steps``) go into the metadata, where
+    ``infer`` and :func:`course_lib.sampling.make_sampler` read them; the guide's recipe goes too.
+    """
+    if payload["kind"] != "ddpm" or guide_payload["kind"] != "ddpm":
+        raise ValueError("autoguidance pairs two unconditional ddpm checkpoints")
+    guide = {"model_config": guide_payload["model_config"], "state_dict": guide_payload["state_dict"]}
+    meta = {**payload["metadata"], "guidance_scale": float(guidance.check_guidance_scale(guidance_scale)),
+            "sampler": sampler, "steps": steps, "guide": {k: guide_payload["metadata"].get(k)
+                                                           for k in ("recipe", "step", "train_seconds")}}
+    return {**payload, "guide": guide, "metadata": meta}
+
+
+def load_guide(payload: dict, path: Path | str = "the checkpoint", device: torch.device | str = "cpu"):
+    """The weaker model an unconditional checkpoint may carry for autoguidance, or None.
+
+    It is stored inside the checkpoint as ``payload["guide"] = {"model_config", "state_dict"}``
+    (:func:`guidance.autoguided`), so the pair always travels together.
+    """
+    guide = payload.get("guide")
+    if guide is None:
+        return None
+    try:
+        cfg = dit.DiTConfig(**guide["model_config"])
+        state_dict = guide["state_dict"]
+    except (TypeError, ValueError, KeyError) as error:
+        raise CheckpointError(f"{path} has an invalid guide: {error}") from error
+    return load_weights(dit.DiT(cfg), state_dict, f"{path} (its guide)").to(device).eval()
+
+
 def config_disagreements(cfg, state_dict: dict) -> list[str]:
     """Config fields that the weights' shapes contradict, as 'field config vs weights' strings.
 
@@ -172,7 +205,9 @@ def sampling_settings(payload: dict, path: Path | str = "the checkpoint") -> dic
     DDPM and CFG need ``prediction``, ``schedule`` and ``num_steps`` (the scheduler's T): a missing
     one is an error, never a default, since a wrong guess samples noise. ``guidance_scale`` is the
     recommended scale that ``benchmarks/sweep.py guidance --choose`` stores; a checkpoint without one
-    (every fresh ``train`` run) samples at :data:`guidance.DEFAULT_GUIDANCE_SCALE`, as documented.
+    (every fresh ``train`` run) samples at :data:`guidance.DEFAULT_GUIDANCE_SCALE`, as documented, or at 1
+    (no guidance) if it is an unconditional DDPM without a guide. ``sampler`` and ``steps`` are the
+    recommended sampler and step count, None where the checkpoint recommends none.
     """
     meta = payload.get("metadata")
     if not isinstance(meta, dict):
@@ -184,8 +219,10 @@ def sampling_settings(payload: dict, path: Path | str = "the checkpoint") -> dic
     if "prediction" in needed and meta["prediction"] not in ddpm.PREDICTIONS:
         raise CheckpointError(f"{path}: unknown prediction type {meta['prediction']!r} "
                               f"(expected one of {ddpm.PREDICTIONS})")
-    return {**{k: meta[k] for k in needed}, "guidance_scale": meta.get("guidance_scale",
-                                                                       guidance.DEFAULT_GUIDANCE_SCALE)}
+    # an unconditional DDPM without a guide has nothing to guide with: its scale is 1, the model alone
+    default_scale = guidance.DEFAULT_GUIDANCE_SCALE if payload["kind"] in CONDITIONAL or "guide" in payload else 1.0
+    return {**{k: meta[k] for k in needed}, "guidance_scale": meta.get("guidance_scale", default_scale),
+            "sampler": meta.get("sampler"), "steps": meta.get("steps")}
 
 
 # ---------------------------------------------------------------------------- devices

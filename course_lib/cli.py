@@ -134,7 +134,8 @@ def add_infer_options(infer: argparse.ArgumentParser) -> None:
     infer.add_argument("--label", type=digit, default=None,
                        help="cfg/flow: the digit to draw (default: the grid cycles through 0-9)")
     infer.add_argument("--guidance_scale", type=finite_float, default=None,
-                       help="cfg/flow: 0 unconditional, 1 conditional, >1 guided (default: the checkpoint's)")
+                       help="cfg/flow: 0 unconditional, 1 conditional, >1 guided; ddpm: autoguidance by the guide the "
+                            "checkpoint carries, 1 the model alone (default: the checkpoint's)")
     infer.add_argument("--num_images", type=positive_int, default=64, help="how many images in the grid")
     infer.add_argument("--sampler", default=None, help=f"ddpm/cfg: {listed('ddpm')}; flow: {listed('flow')}")
     infer.add_argument("--steps", type=positive_int, default=None,

@@ -29,7 +29,7 @@ def run_infer(args) -> None:
         if args.gamma is not None:
             flow.check_gamma(args.gamma, maximum=MAX_GAMMA)
         sampling.check_choice(args.kind, args.sampler, args.steps, args.gamma)
-    forbid(args, CONDITIONAL, "label", "guidance_scale")
+    forbid(args, CONDITIONAL, "label")
     check_output_image(args.output)
     device = resolve_device(args.device)
     with usage(OPTIONS):

@@ -1,4 +1,4 @@
-"""Classifier-free guidance (Ho & Salimans 2022), as in the original notes.
+"""Classifier-free guidance (Ho & Salimans 2022), as in the original notes, and autoguidance.
 
 Training: drop each label to ``NULL_LABEL`` with probability ``p_uncond``, so one network learns
 both the conditional and the unconditional prediction. Sampling: ask for both in one batched
@@ -8,6 +8,14 @@ forward pass and push the unconditional one towards, and past, the conditional o
 
 ``guidance_scale = 0`` is unconditional sampling, ``1`` plain conditional sampling, above 1 guided.
 The formula is linear, so it applies to whatever the network predicts (ε, v or a flow velocity).
+
+Autoguidance (Karras et al. 2024, arXiv:2406.02507) is the same formula with another pair of
+predictions: a model without labels is pushed away from a *weaker version of itself* (smaller, or
+trained for less time), whose errors point where the strong model is still wrong::
+
+    pred = pred_weak + guidance_scale * (pred_strong - pred_weak)
+
+It needs no labels, so it guides the unconditional DDPM of notebook 02 (:func:`autoguided`).
 """
 
 from __future__ import annotations
@@ -94,6 +102,22 @@ def guided(model, guidance_scale: float):
         return _combine(model, x_t, t, checked[1], guidance_scale)
 
     return guided_model
+
+
+def autoguided(model, guide, guidance_scale: float):
+    """``model`` pushed away from its weaker version ``guide``, as ``f(x_t, t, labels)`` for any sampler.
+
+    ``guidance_scale = 1`` is ``model`` alone, 0 the guide alone, above 1 guided. Both networks predict
+    the same quantity (ε, v or a velocity) for the same input, so their outputs mix like CFG's.
+    """
+    guidance_scale = check_guidance_scale(guidance_scale)
+
+    def autoguided_model(x_t, t, labels=None):
+        pred_weak = guide(x_t, t, labels)  # (B, C, H, W)
+        pred_strong = model(x_t, t, labels)  # (B, C, H, W)
+        return pred_weak + guidance_scale * (pred_strong - pred_weak)
+
+    return autoguided_model
 
 
 def maybe_guided(model, guidance_scale: float | None):

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import torch
 
 from . import ddpm, flow, guidance
-from .checkpoint import CONDITIONAL, sampling_settings
+from .checkpoint import CONDITIONAL, load_guide, sampling_settings
 from .inputs import ChoiceError, check_num_steps
 
 DDPM_SAMPLERS = ("ddpm", "ddim")
@@ -37,7 +37,7 @@ class Sampler:
     name: str
     steps: int | None  # None for "ddpm", which walks all T steps of the scheduler
     nfe: int  # network evaluations per image (a guided one, a batched pass of two, counts once)
-    guidance_scale: float | None  # None for an unconditional model
+    guidance_scale: float | None  # CFG's scale, or autoguidance's for a ddpm model; None: the model alone
     gamma: float | None  # the SDE's noise level; None for the other samplers
     conditional: bool  # True: it wants labels, digits 0-9
     draw: Callable = field(repr=False)
@@ -48,7 +48,8 @@ class Sampler:
     def describe(self) -> str:
         """e.g. ``euler, 8 steps, guidance 3``."""
         steps = "" if self.steps is None else f", {self.steps} steps"
-        return f"{self.name}{steps}{'' if self.guidance_scale is None else f', guidance {self.guidance_scale:g}'}"
+        which = "guidance" if self.conditional else "autoguidance"
+        return f"{self.name}{steps}{'' if self.guidance_scale is None else f', {which} {self.guidance_scale:g}'}"
 
 
 def check_choice(kind: str, sampler: str | None = None, steps: int | None = None,
@@ -72,25 +73,33 @@ def make_sampler(model, payload: dict, sampler: str | None = None, steps: int | 
                  device: torch.device | str = "cpu", path="the checkpoint") -> Sampler:
     """The sampler for ``model`` loaded from the checkpoint ``payload``, its settings checked here, once.
 
-    ``sampler`` defaults to :data:`DEFAULT_SAMPLER` of the kind, ``steps`` to :data:`DEFAULT_STEPS`,
-    ``guidance_scale`` (cfg and flow only) to the checkpoint's recommended one, ``gamma`` (sde only)
+    ``sampler`` and ``steps`` default to the checkpoint's recommended ones, else :data:`DEFAULT_SAMPLER`
+    of the kind and :data:`DEFAULT_STEPS`; ``guidance_scale`` to the checkpoint's recommended one (for an
+    unconditional DDPM: autoguidance by the guide it carries, 1 without one); ``gamma`` (sde only)
     to ``flow.SDE_GAMMA``. DDPM and CFG sample with the checkpoint's schedule, T and prediction.
     """
     kind = payload["kind"]
     settings = sampling_settings(payload, path)
+    if sampler is None and settings["sampler"] is not None:  # the checkpoint's recommended sampler and steps
+        sampler, steps = settings["sampler"], settings["steps"] if steps is None else steps
     name, steps, gamma = check_choice(kind, sampler, steps, gamma)
     conditional = kind in CONDITIONAL
-    if guidance_scale is not None and not conditional:
-        raise ChoiceError(f"{{guidance_scale}} applies to {'/'.join(CONDITIONAL)} models, not {kind}")
     scale = guidance.check_guidance_scale(guidance_scale if guidance_scale is not None
-                                          else settings["guidance_scale"]) if conditional else None
+                                          else settings["guidance_scale"])
+    if not conditional:  # an unconditional DDPM: autoguided by the weaker model it carries, if any
+        guide = load_guide(payload, path, device)
+        if guide is None and scale != 1:
+            raise ChoiceError(f"{{guidance_scale}} {scale:g}: {path} carries no guide for autoguidance, so 1 "
+                              "(the model alone) is its only scale")
+        model, scale = (model, None) if scale == 1 else (guidance.autoguided(model, guide, scale), scale)
+    cfg_scale = scale if conditional else None  # what the sampler mixes itself: classifier-free guidance
     if kind == "flow":
         draw, nfe = _flow_draw(model, name, steps, gamma, scale, device), flow.nfe(name, steps)
     else:
         scheduler = ddpm.NoiseScheduler(num_timesteps=settings["num_steps"], schedule=settings["schedule"],
                                         device=device)
         steps = ddpm.check_ddim_steps(steps, scheduler) if name == "ddim" else None
-        draw = _ddpm_draw(model, scheduler, name, steps, scale, settings["prediction"], device)
+        draw = _ddpm_draw(model, scheduler, name, steps, cfg_scale, settings["prediction"], device)
         nfe = scheduler.num_timesteps if name == "ddpm" else steps
     return Sampler(name, steps, nfe, scale, gamma, conditional, draw)
 

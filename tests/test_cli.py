@@ -216,7 +216,7 @@ def test_a_resume_that_would_change_the_run_is_refused_before_any_work(
     ("depth_3", "depth 3 in the config but 2 in the weights"),
     ("inf_weights", "holds NaN or Inf in ['patch_embed.weight']"),
     ("truncated", "is not a readable checkpoint"),
-    ("guidance_for_ddpm", "--guidance_scale applies to cfg/flow models, not ddpm"),
+    ("guidance_for_ddpm", "carries no guide for autoguidance, so 1 (the model alone) is its only scale"),
     ("flow_sampler_for_ddpm", "--sampler heun: ddpm models sample with ddpm, ddim"),
 ])
 def test_bad_infer_requests_are_one_line_and_write_nothing(capsys, tmp_path, tiny_checkpoint, broken_checkpoints,

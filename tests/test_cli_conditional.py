@@ -150,18 +150,16 @@ def test_a_conditional_checkpoint_without_cross_attention_is_refused(checkpoints
     assert not out.exists()
 
 
-def test_label_and_guidance_are_refused_for_an_unconditional_model(tmp_path, capsys):
+def test_a_label_is_refused_for_an_unconditional_model(tmp_path, capsys):
     out = tmp_path / "grid.png"
-    for args in (["--label", "4"], ["--guidance_scale", "2"]):
-        code, err = main_exit(capsys, "infer", "ddpm", "--ckpt", config.CHECKPOINT_DIR / "ddpm_uncond.pt",
-                              "--output", out, *args)
-        assert_refused(code, err, "applies to cfg/flow models, not ddpm")
+    code, err = main_exit(capsys, "infer", "ddpm", "--ckpt", config.CHECKPOINT_DIR / "ddpm_uncond.pt",
+                          "--output", out, "--label", "4")
+    assert_refused(code, err, "--label applies to cfg/flow models, not ddpm")
     assert not out.exists()
 
 
 @pytest.mark.parametrize("kind, args, message", [
-    ("ddpm", ["--time_sampling", "logit_normal"], "--time_sampling applies to flow models, not ddpm"),
-    ("cfg", ["--time_sampling", "uniform"], "--time_sampling applies to flow models, not cfg"),
+    ("ddpm", ["--time_sampling", "normal"], "invalid choice: 'normal'"),
     ("flow", ["--prediction", "eps"], "--prediction applies to ddpm/cfg models, not flow"),
     ("flow", ["--schedule", "cosine"], "--schedule applies to ddpm/cfg models, not flow"),
     ("flow", ["--loss_weighting", "min_snr"], "--loss_weighting applies to ddpm/cfg models, not flow"),
@@ -191,6 +189,15 @@ def test_resume_with_another_time_sampling_is_refused(flow_checkpoint, tmp_path,
     code, err = main_exit(capsys, "train", "flow", *options, "--resume", flow_checkpoint)
     assert_refused(code, err, "time_sampling 'logit_normal' -> 'uniform'")
     assert not (tmp_path / "out").exists()
+
+
+def test_ddpm_time_sampling_is_recorded_and_a_resume_cannot_switch_it(tmp_path, capsys):
+    """Guards: --time_sampling ignored by ddpm/cfg, lost on the way to the checkpoint, or switched on --resume."""
+    checkpoint = tiny_run("ddpm", tmp_path / "run", "--time_sampling", "logit_normal")
+    assert torch.load(checkpoint, weights_only=True)["metadata"]["time_sampling"] == "logit_normal"
+    options = [*TINY, "--epochs", "2", "--save_dir", tmp_path / "out", "--time_sampling", "uniform"]
+    code, err = main_exit(capsys, "train", "ddpm", *options, "--resume", checkpoint)
+    assert_refused(code, err, "time_sampling 'logit_normal' -> 'uniform'")
 
 
 def test_min_snr_weighting_is_recorded_and_a_resume_cannot_drop_it(tmp_path, capsys):

@@ -227,3 +227,29 @@ def test_num_timesteps_is_t_and_num_steps_stays_its_old_name():
         scheduler.num_steps = 5
     with pytest.raises(ValueError, match="old name of num_timesteps"):
         ddpm.NoiseScheduler(num_timesteps=50, num_steps=100)
+
+
+def test_logit_normal_steps_follow_the_flow_models_time_distribution():
+    """P(step <= k) = P(sigmoid(z) <= flow time of k) = Φ(logit(flow_times[k])), z ~ N(0, 1).
+
+    Guards: steps drawn uniformly, or the table read backwards (ε-like noise levels for data-like ones).
+    """
+    scheduler = ddpm.NoiseScheduler()
+    steps = ddpm.sample_steps(scheduler, 200_000, "logit_normal", torch.Generator().manual_seed(0))
+    table = scheduler.flow_times().double()
+    for k in (20, 100, 259, 500, 800):
+        expected = torch.distributions.Normal(0.0, 1.0).cdf(torch.logit(table[k])).item()
+        assert abs((steps <= k).double().mean().item() - expected) < 0.005, k
+    # the flow time of each step is where the DDPM state, divided by a + b, sits on the straight path
+    x0, noise = torch.randn(2, 1, 2, 2, generator=torch.Generator().manual_seed(1))
+    k = torch.tensor([300])
+    a, b = scheduler.alpha_bars[k].sqrt(), (1 - scheduler.alpha_bars[k]).sqrt()
+    t = table[k].float()
+    torch.testing.assert_close((a * x0 + b * noise) / (a + b), t * noise + (1 - t) * x0)
+
+
+def test_uniform_steps_cover_every_step_equally():
+    scheduler = ddpm.NoiseScheduler(num_timesteps=10)
+    steps = ddpm.sample_steps(scheduler, 100_000, "uniform", torch.Generator().manual_seed(0))
+    shares = torch.bincount(steps, minlength=10).double() / 100_000
+    assert (shares - 0.1).abs().max() < 0.005

@@ -59,8 +59,8 @@ def test_it_draws_what_the_sampler_itself_draws():
      "--gamma sets the noise of --sampler sde only"),
     ("ddpm", dict(sampler="ddpm", steps=5), ChoiceError, "steps does not apply to sampler ddpm",
      "--steps does not apply to --sampler ddpm"),
-    ("ddpm", dict(guidance_scale=2.0), ChoiceError, "guidance_scale applies to cfg/flow models, not ddpm",
-     "--guidance_scale applies to cfg/flow models, not ddpm"),
+    ("ddpm", dict(guidance_scale=2.0), ChoiceError, "guidance_scale 2: the checkpoint carries no guide",
+     "--guidance_scale 2: the checkpoint carries no guide for autoguidance"),
     ("ddpm", dict(steps=501), InputError, "num_steps must lie in [1, 500], got 501",
      "--steps 501: DDIM takes at most the scheduler's 500 steps"),
 ])
