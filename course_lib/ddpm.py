@@ -2,7 +2,8 @@
 
 Convention (docs/conventions.md, "DDPM steps and the schedule"): the integer ``step`` is the DDPM
 paper's t minus one. ``step = 0`` is the *first noised* image (``alpha_bars[0]`` = 1 - β₁ = 0.9999),
-``step = T - 1`` is almost pure noise, and the clean image x_0 has no step index (ᾱ = 1 there, which is ``alpha_bars_prev[0]``).
+``step = T - 1`` is almost pure noise, and the clean image x_0 has no step index (ᾱ = 1 there, which
+is ``alpha_bars_prev[0]``).
 The two functions the notes name keep their names and their argument ``t``: ``noise_image(x0, t)``
 is the forward process, ``sample_prev_image_distribution(x_t, t, e)`` one reverse step. There ``t``
 is that integer step, one per sample; the network is conditioned on the float time
