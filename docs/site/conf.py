@@ -9,6 +9,8 @@ local copy (``make mathjax``) and no widget JavaScript is loaded. tests/browser/
 
 from pathlib import Path
 
+from docutils import nodes
+
 HERE = Path(__file__).resolve().parent
 MATHJAX = HERE / "_vendor" / "mathjax"  # filled by `make mathjax` (get_mathjax.py), git-ignored
 
@@ -40,7 +42,7 @@ myst_dmath_double_inline = True  # $$...$$ inside a paragraph or list item is di
 myst_heading_anchors = 3
 
 # -- MathJax 3.2.2 from npm, copied into _static/mathjax/ (relative mathjax_path: relative to _static)
-html_static_path = ["_vendor"]
+html_static_path = ["_static", "_vendor"]
 mathjax_path = "mathjax/tex-chtml.js"
 mathjax3_config = {}
 
@@ -52,5 +54,36 @@ html_theme_options = {
     "use_fullscreen_button": False,
     "show_toc_level": 2,
 }
+html_css_files = ["site.css"]  # _static/site.css: a wider page and room for 120-column code
 html_show_sourcelink = False
 html_copy_source = False
+
+
+# -- the explorers' pictures
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def caption_explorers(app, doctree):
+    """Caption each widget's stored picture as its starting state; drop widgets that stored no picture.
+
+    An explorer's output holds the widget view and a PNG of its first figure; the site shows the PNG
+    (nb_mime_priority_overrides), which without a caption reads as a finished figure. A widget with no
+    picture (a tqdm progress bar) would show only its text fallback, a bar frozen at 0 %.
+    """
+    bundles = [node for node in doctree.findall(nodes.container) if node.get("nb_element") == "mime_bundle"]
+    for bundle in bundles:
+        mime_types = [child.get("mime_type", "") for child in bundle.children]
+        if WIDGET_VIEW not in mime_types:
+            continue
+        if any(mime_type.startswith("image/") for mime_type in mime_types):
+            caption = nodes.paragraph(
+                "", "", nodes.Text("Above: the starting state of this interactive explorer, as the notebook stores "
+                                   "it. Its controls need a running kernel: open the chapter in JupyterLab ("),
+                nodes.literal(text="make book"), nodes.Text(") to move them."), classes=["explorer-caption"])
+            bundle.parent.insert(bundle.parent.index(bundle) + 1, caption)
+        else:
+            bundle.parent.remove(bundle)
+
+
+def setup(app):
+    app.connect("doctree-read", caption_explorers)
