@@ -6,11 +6,15 @@
     python -m benchmarks.sweep nfe      --flow checkpoints/flow_cfg.pt --cfg checkpoints/ddpm_cfg.pt
     python -m benchmarks.sweep sde      --ckpt checkpoints/flow_cfg.pt          # γ × NFE
     python -m benchmarks.sweep guidance --ckpt checkpoints/flow_reflow.pt --kind flow --steps 1  # one Euler step
+    python -m benchmarks.sweep autoguidance --ckpt runs/main/ddpm_uncond.pt --guide runs/weak/ddpm_uncond.pt
 
 Rows go to RESULTS.md (unless --no-record) and, with --json, to a file. ``guidance`` with
 ``--choose`` stores the recommended guidance scale in the checkpoint's metadata: the scale with the
 lowest Fréchet distance among those whose class accuracy reaches the 99.5 % target (if none reaches
-it, the most accurate), because guidance buys accuracy at the price of variety.
+it, the most accurate), because guidance buys accuracy at the price of variety. ``autoguidance`` with
+``--choose`` stores the guide's weights and the recommended scale, sampler and steps in ``--ckpt``: the
+scale with the lowest Fréchet distance among those whose every digit share lies in 7-13 % (if none does,
+the lowest overall), since autoguidance can buy sharper digits at the price of an uneven digit mix.
 """
 
 from __future__ import annotations
@@ -30,7 +34,9 @@ NFE_SAMPLERS = ("euler", "heun", "heun_euler_last", "ddim")
 GAMMAS = (0.0, 0.5, 1.0, 2.0)
 SDE_NFES = (8, 16, 32, 64)
 ACCURACY_TARGET = 0.995
-HEADER = ["model", "sampler", "guidance", "γ", "NFE", "N", "class acc.", "Fréchet", "floor at N", "confidence",
+AUTOGUIDANCE_SCALES = (1.0, 1.5, 2.0, 2.5, 3.0)
+DIGIT_SHARES = (0.07, 0.13)  # an even digit mix: every digit between 7 and 13 % of the images
+HEADER = ["model", "sampler", "guidance", "γ", "NFE", "N", "class acc.", "Fréchet", "± SE", "floor at N", "confidence",
           "diversity", "digit share min–max", "images/s"]
 
 
@@ -54,7 +60,7 @@ def measure(name, sampler_name, sampler, n, guidance=None, gamma=None, batch_siz
 
 def table(rows) -> str:
     return markdown_table(HEADER, [[r["model"], r["sampler"], r.get("guidance"), r.get("gamma"), r["nfe"], r["n"],
-                                    r["class_accuracy"], r["frechet"], r["floor"], r["confidence"],
+                                    r["class_accuracy"], r["frechet"], r["frechet_se"], r["floor"], r["confidence"],
                                     r.get("diversity"), f"{r['digit_share_min']:.1%}–{r['digit_share_max']:.1%}",
                                     r["images_per_s"]] for r in rows])
 
@@ -79,12 +85,18 @@ def choose_guidance(rows) -> float:
     return best["guidance"]
 
 
+def choose_autoguidance(rows) -> float:
+    even = [r for r in rows if DIGIT_SHARES[0] <= r["digit_share_min"] and r["digit_share_max"] <= DIGIT_SHARES[1]]
+    return min(even or rows, key=lambda r: r["frechet"])["guidance"]
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.sweep", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("sweep", choices=("uncond", "guidance", "nfe", "sde"))
+    parser.add_argument("sweep", choices=("uncond", "guidance", "autoguidance", "nfe", "sde"))
     parser.add_argument("--ckpt", type=Path)
     parser.add_argument("--kind", default="ddpm", choices=cli.KINDS)
+    parser.add_argument("--guide", type=Path, help="autoguidance: the weaker unconditional DDPM that guides --ckpt")
     parser.add_argument("--flow", type=Path, help="nfe: the flow checkpoint")
     parser.add_argument("--cfg", type=Path, help="nfe: the CFG DDPM checkpoint for DDIM at equal NFE")
     parser.add_argument("--n", type=int, default=1000)
@@ -92,8 +104,9 @@ def main(argv=None) -> None:
                         help="nfe: the samplers to measure (default: all)")
     parser.add_argument("--device", default=None)
     parser.add_argument("--choose", action="store_true", help="guidance: store the recommended scale")
-    parser.add_argument("--scales", type=float, nargs="+", default=list(GUIDANCE_SCALES),
-                        help="guidance: the scales to measure (fewer on a slow machine)")
+    parser.add_argument("--scales", type=float, nargs="+", default=None,
+                        help=f"guidance: the scales to measure [{GUIDANCE_SCALES}]; autoguidance: "
+                             f"[{AUTOGUIDANCE_SCALES}]")
     parser.add_argument("--steps", type=cli.positive_int, default=None,
                         help="guidance: the default sampler's steps (default: infer's; 1 for a reflowed flow)")
     parser.add_argument("--nfes", type=cli.positive_int, nargs="+", default=None,
@@ -102,6 +115,7 @@ def main(argv=None) -> None:
     parser.add_argument("--ddim-only", action="store_true", help="uncond: skip the 1000-step DDPM row")
     parser.add_argument("--no-record", action="store_true")
     args = parser.parse_args(argv)
+    args.scales = args.scales or list(AUTOGUIDANCE_SCALES if args.sweep == "autoguidance" else GUIDANCE_SCALES)
     try:  # a bad scale is refused before any checkpoint is loaded or sample drawn
         for scale in args.scales:
             guidance.check_guidance_scale(scale)
@@ -134,6 +148,23 @@ def main(argv=None) -> None:
                                    "confidence", "diversity")} for r in rows]
             checkpoint.save_checkpoint(args.ckpt, stored)
             print(f"recommended guidance scale {scale} stored in {args.ckpt}")
+    elif args.sweep == "autoguidance":
+        model, payload = checkpoint.load_model(args.ckpt, "ddpm", device)
+        _, guide_payload = checkpoint.load_model(args.guide, "ddpm", device)
+        steps = args.steps or sampling.DEFAULT_STEPS["ddim"]
+        for scale in args.scales:
+            paired = checkpoint.with_guide(payload, guide_payload, scale, "ddim", steps)
+            rows.append(measure(args.ckpt.name, "ddim", sampler_for(model, paired, device, "ddim", steps), args.n,
+                                guidance=scale))
+        if args.choose:
+            scale = choose_autoguidance(rows)
+            stored = checkpoint.with_guide(checkpoint.load_checkpoint(args.ckpt, kind="ddpm"), guide_payload, scale,
+                                           "ddim", steps)
+            stored["metadata"].setdefault("quality", {})["autoguidance_sweep"] = [
+                {k: r[k] for k in ("sampler", "nfe", "guidance", "frechet", "frechet_se", "floor", "confidence",
+                                   "histogram")} for r in rows]
+            checkpoint.save_checkpoint(args.ckpt, stored)
+            print(f"guide {args.guide} and recommended autoguidance DDIM {steps} at {scale} stored in {args.ckpt}")
     elif args.sweep == "nfe":
         loaded = {"flow": checkpoint.load_model(args.flow, "flow", device),
                   "cfg": checkpoint.load_model(args.cfg, "cfg", device)}

@@ -119,6 +119,9 @@ def add_train_options(train: argparse.ArgumentParser) -> None:
     train.add_argument("--max_steps", type=positive_int, default=None, help="stop after this many steps")
     train.add_argument("--limit", type=positive_int, default=None, help="train on the first N images only")
     train.add_argument("--resume", type=Path, default=None, help="checkpoint to continue from")
+    train.add_argument("--init", type=Path, default=None,
+                       help="warm start: begin from this checkpoint's (EMA) weights, of the same kind and model, "
+                            "with a fresh optimiser and learning-rate schedule")
     train.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 
 from . import cli_reflow, config, data, ddpm, dit, flow, guidance, training
-from .checkpoint import CONDITIONAL
+from .checkpoint import CONDITIONAL, load_model
 from .cli_checks import UsageError, check_writable_dir, forbid, resolve_device, usage
 
 CHECKPOINT_NAMES = {"ddpm": "ddpm_uncond.pt", "cfg": "ddpm_cfg.pt", "flow": "flow_cfg.pt"}
@@ -31,6 +31,7 @@ def run_train(args) -> None:
         settings.update(cli_reflow.reflow_settings(args, base.guidance_scale))
         settings["num_pairs"] = settings["num_pairs"] or num_images
         num_images = settings["num_pairs"]
+    init, init_source = check_init(args, model_cfg)
     resume = None
     if args.resume is not None:  # before the data: a resume that cannot continue the run costs nothing
         with usage(prefix="--resume: "):
@@ -44,7 +45,7 @@ def run_train(args) -> None:
         raise UsageError(str(error).replace("\n", " ")) from error
     training.seed_everything(args.seed)  # the initial weights depend on --seed too
     if base is None:
-        model, loss_fn = dit.DiT(model_cfg), objective(args.kind, settings, device)
+        model, loss_fn = init or dit.DiT(model_cfg), objective(args.kind, settings, device)
     else:  # the base's weights, trained on the pairs its ODE draws
         model, loss_fn = cli_reflow.reflowed_model(base.model), cli_reflow.objective(settings)
         images, labels = cli_reflow.pairs_for_training(base.model, settings, labels, images.shape[1:], args.seed,
@@ -54,6 +55,8 @@ def run_train(args) -> None:
     recipe = " ".join(["python -m course_lib", *args.argv])
     preset = args.preset or (DEFAULT_PRESET if base is None else base.preset)
     metadata = {"recipe": recipe, "preset": preset, "seed": args.seed, "images": len(images), **settings}
+    if init_source is not None:  # a warm start: the recipe of the weights it began from, too
+        metadata["init"] = init_source
     started = time.time()
     try:
         result = training.train(model, loss_fn, images, labels, train_cfg, device,
@@ -63,6 +66,25 @@ def run_train(args) -> None:
         raise UsageError(str(error)) from error
     print(f"trained {result.step} steps in {time.time() - started:.1f} s, "
           f"last-100 loss {sum(result.losses[-100:]) / max(1, len(result.losses[-100:])):.4f}; wrote {path}")
+
+
+def check_init(args, model_cfg: dit.DiTConfig):
+    """The model of ``--init`` with its weights and where they came from, or (None, None).
+
+    Refused unless its kind and model config are this run's.
+    """
+    if args.init is None:
+        return None, None
+    if args.resume is not None or args.reflow is not None:
+        raise UsageError(f"--init starts a new run from weights; it does not combine with "
+                         f"--{'resume' if args.resume is not None else 'reflow'}")
+    with usage(prefix="--init: "):
+        model, payload = load_model(args.init, args.kind)
+    if payload["model_config"] != model_cfg.to_dict():
+        differ = sorted(k for k, v in model_cfg.to_dict().items() if payload["model_config"].get(k) != v)
+        raise UsageError(f"--init {args.init}: its model differs from this run's in {', '.join(differ)} "
+                         f"(pick the same --preset, --patch_size and --img_size)")
+    return model, {"checkpoint": str(args.init), **{k: payload["metadata"].get(k) for k in ("recipe", "step")}}
 
 
 def check_train_options(args, base=None) -> tuple[dit.DiTConfig, training.TrainConfig, dict]:
