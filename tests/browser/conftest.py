@@ -1,4 +1,4 @@
-"""Print why the browser test was skipped: a skip must never pass for a run that checked the sliders."""
+"""Print why a browser test was skipped: a skip must never pass for a run that checked the sliders or the site."""
 
 
 def pytest_terminal_summary(terminalreporter):
@@ -7,4 +7,4 @@ def pytest_terminal_summary(terminalreporter):
     if skipped:
         longrepr = skipped[0].longrepr
         reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
-        terminalreporter.write_line(f"BROWSER TEST SKIPPED ({len(skipped)} notebook(s)): {reason}", yellow=True)
+        terminalreporter.write_line(f"BROWSER TEST SKIPPED ({len(skipped)} test(s)): {reason}", yellow=True)
