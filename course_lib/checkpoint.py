@@ -9,9 +9,12 @@ it ``name.resume.pt`` with the optimiser and raw weights as well (:func:`resume_
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import re
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -24,6 +27,7 @@ CONDITIONAL = ("cfg", "flow")  # the kinds whose DiT reads labels through cross-
 # what sampling reads from the metadata, per kind; the DDPM scheduler's T is stored as "num_steps"
 SAMPLING_FIELDS = {"ddpm": ("prediction", "schedule", "num_steps"), "cfg": ("prediction", "schedule", "num_steps"),
                    "flow": ()}
+MAX_TIMESTEPS = 10_000  # a stored T or step count above this is a broken file, not a recipe (the book's T is 1000)
 
 
 class CheckpointError(ValueError):
@@ -35,18 +39,65 @@ class DeviceError(ValueError):
 
 
 # ---------------------------------------------------------------------------- files
-def save_checkpoint(path: Path | str, payload: dict) -> Path:
-    """Write ``payload`` to a temporary file beside ``path``, then rename it into place."""
+_UMASK = os.umask(0)  # read once: a new file gets 0o666 & ~umask, as open() would give it
+os.umask(_UMASK)
+PARTIAL = ".partial"  # the temporary files' suffix: ``name.<random>.partial`` beside ``name``
+
+
+def write_atomically(path: Path | str, write: Callable[[Path], object]) -> Path:
+    """Every file the tools write goes through here: ``write(temporary)`` fills a uniquely named file
+    beside ``path``, which is flushed to disk and renamed over ``path`` (atomic: a crash leaves the old
+    file or the new one). On any exception (a full disk, Ctrl-C) the temporary is removed and ``path``
+    is left as it was; an OSError then names ``path``. Only SIGKILL can leave a temporary behind.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
+    handle, name = tempfile.mkstemp(prefix=path.name + ".", suffix=PARTIAL, dir=path.parent)
+    temporary = Path(name)
     try:
-        torch.save(payload, partial)
-    except BaseException:  # a full disk or Ctrl-C: the half-written file is of no use
-        partial.unlink(missing_ok=True)
+        os.close(handle)
+        write(temporary)
+        with open(temporary, "rb") as written:  # a full disk may only show here, before the rename
+            os.fsync(written.fileno())
+        os.chmod(temporary, 0o666 & ~_UMASK)
+        os.replace(temporary, path)
+    except BaseException as error:
+        temporary.unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.filename is None:
+            raise OSError(error.errno, error.strerror or str(error), str(path)) from error
         raise
-    os.replace(partial, path)  # atomic: a crash leaves the old checkpoint or the new one
     return path
+
+
+def write_bytes_atomically(path: Path | str, data: bytes) -> Path:
+    return write_atomically(path, lambda temporary: temporary.write_bytes(data))
+
+
+def write_text_atomically(path: Path | str, text: str) -> Path:
+    return write_atomically(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
+
+
+def remove_stale_partials(folder: Path | str) -> list[Path]:
+    """Remove the temporaries a killed run left in ``folder`` (call it only while holding the folder's lock)."""
+    folder = Path(folder)
+    stale = [p for pattern in (f"*.pt{PARTIAL}", f"*.pt.*{PARTIAL}") for p in folder.glob(pattern) if p.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
+def save_checkpoint(path: Path | str, payload: dict) -> Path:
+    """``torch.save`` through :func:`write_atomically`: the old checkpoint or the new one, never half of one."""
+    return write_atomically(path, lambda temporary: torch.save(payload, temporary))
+
+
+def file_sha256(path: Path | str) -> str:
+    """The content hash of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def load_checkpoint(path: Path | str, kind: str | None = None) -> dict:
@@ -63,7 +114,39 @@ def load_checkpoint(path: Path | str, kind: str | None = None) -> dict:
                               f"{payload.get('format') if isinstance(payload, dict) else type(payload).__name__!r})")
     if kind is not None and payload.get("kind") != kind:
         raise CheckpointError(f"{path} holds a {payload.get('kind')!r} model, expected {kind!r}")
+    check_fields(payload, path)
     return payload
+
+
+# what every checkpoint holds, and the type of each (the guide, when there is one, holds the first two)
+FIELDS = {"model_config": dict, "state_dict": dict, "metadata": dict}
+
+
+def check_fields(payload: dict, path, prefix: str = "", fields: dict = FIELDS) -> None:
+    """Each of ``fields`` present with its type, and ``state_dict`` mapping names to tensors, or a
+    CheckpointError naming the file and the field."""
+    for field, kind in fields.items():
+        if field not in payload:
+            if field == "metadata":
+                raise CheckpointError(f"{path} has no metadata, so how it was trained is unknown")
+            raise CheckpointError(f"{path}: field {prefix}{field} is missing")
+        if not isinstance(payload[field], kind):
+            raise CheckpointError(f"{path}: field {prefix}{field} must be a {kind.__name__}, "
+                                  f"got {type(payload[field]).__name__}")
+    check_tensors(payload["state_dict"], path, f"{prefix}state_dict")
+    if not prefix and "guide" in payload:
+        if not isinstance(payload["guide"], dict):
+            raise CheckpointError(f"{path}: field guide must be a dict, got {type(payload['guide']).__name__}")
+        check_fields(payload["guide"], path, "guide.", {"model_config": dict, "state_dict": dict})
+
+
+def check_tensors(tensors: dict, path, field: str, finite: bool = False) -> None:
+    """``tensors`` maps names to tensors (and with ``finite``, none holds NaN or Inf), or a CheckpointError."""
+    for name, value in tensors.items():
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"{path}: field {field}[{name!r}] must be a tensor, got {type(value).__name__}")
+        if finite and value.is_floating_point() and not torch.isfinite(value).all():
+            raise CheckpointError(f"{path}: field {field}[{name!r}] holds NaN or Inf: the file is broken")
 
 
 def unreadable_reason(error: Exception) -> str:
@@ -219,10 +302,28 @@ def sampling_settings(payload: dict, path: Path | str = "the checkpoint") -> dic
     if "prediction" in needed and meta["prediction"] not in ddpm.PREDICTIONS:
         raise CheckpointError(f"{path}: unknown prediction type {meta['prediction']!r} "
                               f"(expected one of {ddpm.PREDICTIONS})")
+    if "schedule" in needed and meta["schedule"] not in ddpm.SCHEDULES:
+        raise CheckpointError(f"{path}: field metadata.schedule must be one of {ddpm.SCHEDULES}, "
+                              f"got {meta['schedule']!r}")
+    if "num_steps" in needed and not is_count(meta["num_steps"], MAX_TIMESTEPS):
+        raise CheckpointError(f"{path}: field metadata.num_steps must be an integer in [1, {MAX_TIMESTEPS}], "
+                              f"got {meta['num_steps']!r}")
     # an unconditional DDPM without a guide has nothing to guide with: its scale is 1, the model alone
     default_scale = guidance.DEFAULT_GUIDANCE_SCALE if payload["kind"] in CONDITIONAL or "guide" in payload else 1.0
-    return {**{k: meta[k] for k in needed}, "guidance_scale": meta.get("guidance_scale", default_scale),
-            "sampler": meta.get("sampler"), "steps": meta.get("steps")}
+    scale = meta.get("guidance_scale", default_scale)
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale < 0:
+        raise CheckpointError(f"{path}: field metadata.guidance_scale must be a finite number >= 0, got {scale!r}")
+    sampler, steps = meta.get("sampler"), meta.get("steps")
+    if sampler is not None and not isinstance(sampler, str):
+        raise CheckpointError(f"{path}: field metadata.sampler must be a sampler's name, got {sampler!r}")
+    if steps is not None and not is_count(steps, MAX_TIMESTEPS):
+        raise CheckpointError(f"{path}: field metadata.steps must be an integer in [1, {MAX_TIMESTEPS}], got {steps!r}")
+    return {**{k: meta[k] for k in needed}, "guidance_scale": scale, "sampler": sampler, "steps": steps}
+
+
+def is_count(value, maximum: int) -> bool:
+    """An int (not a bool) in [1, maximum]."""
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= maximum
 
 
 # ---------------------------------------------------------------------------- devices

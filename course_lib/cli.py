@@ -13,12 +13,23 @@ from __future__ import annotations
 
 import argparse
 import math
+import signal
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from . import ddpm, dit, flow, guidance, reflow, sampling, training
 from .checkpoint import CONDITIONAL, config_disagreements, load_model, sampling_settings  # noqa: F401
-from .cli_checks import UsageError, resolve_device  # noqa: F401
+from .cli_checks import (  # noqa: F401
+    MAX_BATCH,
+    MAX_IMAGES,
+    MAX_IMG_SIZE,
+    MAX_PAIRS,
+    MAX_PATCHES,
+    MAX_STEPS,
+    UsageError,
+    resolve_device,
+)
 from .cli_infer import MAX_GAMMA, MAX_GUIDANCE, run_infer  # noqa: F401
 from .cli_train import CHECKPOINT_NAMES, DEFAULTS, run_train  # noqa: F401
 
@@ -64,6 +75,20 @@ seed_value = number(int, "an integer", lambda value: 0 <= value < SEED_LIMIT, "m
 digit = number(int, "a digit 0-9", lambda value: 0 <= value <= 9)
 
 
+def at_most(maximum: int, why: str):
+    """An argparse ``type``: a positive integer no larger than ``maximum`` (``why`` says where the cap comes from)."""
+    def convert(text: str):
+        value = positive_int(text)
+        if value > maximum:
+            raise argparse.ArgumentTypeError(f"must be at most {maximum:,} ({why}), got {value:,}")
+        return value
+
+    return convert
+
+
+steps_value = at_most(MAX_STEPS, "steps per image")
+
+
 # ---------------------------------------------------------------------------- the parser
 def build_parser(prog: str = "python -m course_lib") -> argparse.ArgumentParser:
     parser = OneLineParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -76,7 +101,8 @@ def build_parser(prog: str = "python -m course_lib") -> argparse.ArgumentParser:
 
 def add_train_options(train: argparse.ArgumentParser) -> None:
     train.add_argument("kind", choices=KINDS)
-    train.add_argument("--img_size", type=positive_int, default=32, help="Image size")
+    train.add_argument("--img_size", type=at_most(MAX_IMG_SIZE, "MNIST digits are 28 pixels; memory grows as its "
+                                                  "square"), default=32, help="Image size")
     train.add_argument("--channels", type=positive_int, default=1, help="Number of image channels")
     train.add_argument("--patch_size", type=positive_int, default=None,
                        help="Patch size for DiT (default: the preset's)")
@@ -84,7 +110,8 @@ def add_train_options(train: argparse.ArgumentParser) -> None:
                        help="DiT size (tiny: tests; book: long skips and a conv head) [small]")
     # --epochs 12 and --lr_decay_step 4 are the original scripts' values, not TrainConfig's
     train.add_argument("--epochs", type=positive_int, default=12, help="Number of training epochs")
-    train.add_argument("--batch_size", type=positive_int, default=TRAIN.batch_size, help="Training batch size")
+    train.add_argument("--batch_size", type=at_most(MAX_BATCH, "a batch's activations must fit in memory"),
+                       default=TRAIN.batch_size, help="Training batch size")
     train.add_argument("--lr", type=positive_float, default=TRAIN.lr, help="Learning rate")
     train.add_argument("--seed", type=seed_value, default=TRAIN.seed, help="Random seed for reproducibility")
     train.add_argument("--save_dir", type=Path, default=Path("runs"), help="Directory to save model checkpoints")
@@ -112,9 +139,9 @@ def add_train_options(train: argparse.ArgumentParser) -> None:
                             f"[{DEFAULTS['time_sampling']}]")
     train.add_argument("--reflow", type=Path, default=None,
                        help="flow: retrain this flow checkpoint on the (noise, image) pairs its ODE draws (chapter 07)")
-    train.add_argument("--num_pairs", type=positive_int, default=None,
+    train.add_argument("--num_pairs", type=at_most(MAX_PAIRS, "they are held in memory"), default=None,
                        help="reflow: how many pairs to draw [as many as training images]")
-    train.add_argument("--pair_steps", type=positive_int, default=None,
+    train.add_argument("--pair_steps", type=steps_value, default=None,
                        help=f"reflow: the base's Euler steps per pair [{reflow.PAIR_STEPS}]")
     train.add_argument("--max_steps", type=positive_int, default=None, help="stop after this many steps")
     train.add_argument("--limit", type=positive_int, default=None, help="train on the first N images only")
@@ -122,6 +149,8 @@ def add_train_options(train: argparse.ArgumentParser) -> None:
     train.add_argument("--init", type=Path, default=None,
                        help="warm start: begin from this checkpoint's (EMA) weights, of the same kind and model, "
                             "with a fresh optimiser and learning-rate schedule")
+    train.add_argument("--overwrite", action="store_true",
+                       help="replace the run of this name that --save_dir holds (else it is refused)")
     train.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
 
 
@@ -139,13 +168,16 @@ def add_infer_options(infer: argparse.ArgumentParser) -> None:
     infer.add_argument("--guidance_scale", type=finite_float, default=None,
                        help="cfg/flow: 0 unconditional, 1 conditional, >1 guided; ddpm: autoguidance by the guide the "
                             "checkpoint carries, 1 the model alone (default: the checkpoint's)")
-    infer.add_argument("--num_images", type=positive_int, default=64, help="how many images in the grid")
+    infer.add_argument("--num_images", type=at_most(MAX_IMAGES, "a 32 x 32 grid, sampled in one batch"), default=64,
+                       help="how many images in the grid")
     infer.add_argument("--sampler", default=None, help=f"ddpm/cfg: {listed('ddpm')}; flow: {listed('flow')}")
     infer.add_argument("--steps", type=positive_int, default=None,
-                       help=f"sampler steps ({steps}); ddpm always uses all T")
+                       help=f"sampler steps ({steps}; at most {MAX_STEPS}); ddpm always uses all T")
     infer.add_argument("--gamma", type=finite_float, default=None,
                        help=f"flow sde: noise level γ in σ(t)² = γ·t [{flow.SDE_GAMMA:g}]")
     infer.add_argument("--seed", type=seed_value, default=0, help="Random seed for reproducibility")
+    infer.add_argument("--overwrite", action="store_true",
+                       help="replace an existing --output image that infer did not write (never the checkpoint)")
     infer.add_argument("--device", default=None, help="cpu, cuda ... (default: cuda if available)")
 
 
@@ -157,12 +189,31 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.argv = argv
     try:
-        (run_train if args.command == "train" else run_infer)(args)
+        with terminate_as_interrupt():
+            (run_train if args.command == "train" else run_infer)(args)
     except UsageError as error:
         parser.exit(2, f"{parser.prog} {args.command}: error: {error}\n")
     except KeyboardInterrupt as error:  # training says where the last completed epoch is saved
-        parser.exit(130, f"{parser.prog} {args.command}: {error or 'interrupted'}\n")
+        parser.exit(130, f"{parser.prog} {args.command}: {error or 'interrupted before any file was written'}\n")
     return 0
+
+
+@contextmanager
+def terminate_as_interrupt():
+    """Inside: SIGTERM (``kill``, a job scheduler's stop) is handled as Ctrl-C is, so a run stopped either
+    way saves its last epoch, removes its temporary files and says what it kept."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave the signal alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

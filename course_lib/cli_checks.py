@@ -6,7 +6,9 @@ turns each into the one line the command line prints, naming the option it came 
 
 from __future__ import annotations
 
+import fcntl
 import os
+import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,6 +17,14 @@ import torch
 
 from . import checkpoint
 from .inputs import ChoiceError, InputError
+
+# the caps on sizes, each far past what the book uses, so that a typo fails at once instead of after hours
+MAX_STEPS = 1000  # sampler steps, every sampler: the quality curves are flat long before (DDIM: also <= T)
+MAX_IMAGES = 1024  # infer's grid: 32 x 32 images, sampled in one batch (about 0.45 MB of memory each)
+MAX_IMG_SIZE = 64  # MNIST's digits are 28 pixels; the training set at 64 already takes 1 GB of memory
+MAX_PATCHES = 256  # the DiT's tokens per image: attention's memory grows with their square
+MAX_BATCH = 4096
+MAX_PAIRS = 120_000  # reflow pairs: twice MNIST's training set, 1 GB at 32 pixels
 
 
 class UsageError(Exception):
@@ -79,12 +89,96 @@ def check_can_write_into(folder: Path, what: str) -> None:
         raise UsageError(f"{what}: cannot create files in {folder} ({error.strerror})") from error
 
 
-def check_output_image(output: Path) -> None:
-    """``--output`` must name a .jpg or .png file in an existing folder we can write into."""
+def check_output_image(output: Path, ckpt: Path | None = None, overwrite: bool = False) -> None:
+    """``--output`` must name a .jpg or .png file in an existing folder we can write into.
+
+    An existing file there is replaced only if it is a grid ``infer`` wrote (tagged by
+    :func:`course_lib.plotting.save_grid`), or another PNG/JPEG image with ``overwrite``; never the
+    checkpoint ``ckpt`` itself, nor a file that is not an image.
+    """
+    from .plots_images import grid_file_kind
+
     if output.suffix.lower() not in (".jpg", ".jpeg", ".png"):
         raise UsageError(f"--output {output}: use a .jpg or .png file name")
     if output.is_dir():
         raise UsageError(f"--output {output}: is a directory; name an image file")
     if not output.parent.is_dir():
         raise UsageError(f"--output {output}: directory {output.parent} does not exist")
+    if output.exists():
+        if ckpt is not None and ckpt.exists() and os.path.samefile(output, ckpt):
+            raise UsageError(f"--output {output}: is the checkpoint --ckpt {ckpt}; name another file")
+        found = grid_file_kind(output)
+        if found == "other":
+            raise UsageError(f"--output {output}: exists and is not a PNG or JPEG image, so it is not replaced "
+                             f"(not even with --overwrite); name another file")
+        if found == "image" and not overwrite:
+            raise UsageError(f"--output {output}: exists and is not a grid infer wrote; replace it with "
+                             f"--overwrite or name another file")
     check_can_write_into(output.parent, f"--output {output}")
+
+
+LOCK_FILE = ".simplest-diffusion.lock"  # in a folder while a run writes into it; removed when the run ends
+
+
+@contextmanager
+def run_lock(folder: Path, option: str):
+    """Hold ``folder``'s lock for the whole run (``fcntl.flock`` on :data:`LOCK_FILE`): a second run into
+    the folder is refused at once with one line naming the holder's pid. The folder is made if need be;
+    on the way out the lock file goes, and so does any folder made here that is still empty. Inside,
+    temporaries a killed run left (``*.pt.*.partial``) are removed: no other writer can own them.
+    """
+    made = [parent for parent in [folder, *folder.parents] if not parent.exists()]
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = folder / LOCK_FILE
+    try:
+        handle = acquire(lock, option, folder)
+    except BaseException:
+        remove_empty(made)
+        raise
+    try:
+        os.ftruncate(handle, 0)
+        os.write(handle, f"pid {os.getpid()}: {' '.join(sys.argv)}"[:300].replace("\n", " ").encode())
+        checkpoint.remove_stale_partials(folder)
+        yield
+    finally:
+        lock.unlink(missing_ok=True)  # before closing: a run waiting on this inode sees it gone and retries
+        os.close(handle)
+        remove_empty(made)
+
+
+def acquire(lock: Path, option: str, folder: Path) -> int:
+    while True:
+        handle = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(handle, 300).decode("utf-8", "replace").strip() or "a run that is just starting"
+            os.close(handle)
+            raise UsageError(f"{option} {folder}: another run is writing into it ({holder}); wait for it to end "
+                             f"or choose another {option}") from None
+        try:
+            if os.stat(lock).st_ino == os.fstat(handle).st_ino:  # still the file at that name: ours
+                return handle
+        except FileNotFoundError:
+            pass
+        os.close(handle)  # the holder removed it as we opened it: take the new one
+
+
+def remove_empty(folders: list[Path]) -> None:
+    for folder in folders:  # deepest first
+        try:
+            folder.rmdir()
+        except OSError:
+            break
+
+
+@contextmanager
+def reported_writes():
+    """Inside: an OSError (a full disk, a folder gone) becomes one line that names the file; the file
+    itself is as it was, since every write goes through :func:`checkpoint.write_atomically`."""
+    try:
+        yield
+    except OSError as error:
+        where = f" {error.filename}" if error.filename else ""
+        raise UsageError(f"could not write{where}: {error.strerror or error}; the file there before (if any) "
+                         f"is unchanged") from error

@@ -12,7 +12,7 @@ import torch
 
 from . import config, flow, guidance, sampling
 from .checkpoint import CONDITIONAL, load_model
-from .cli_checks import check_output_image, forbid, resolve_device, usage
+from .cli_checks import MAX_STEPS, UsageError, check_output_image, forbid, reported_writes, resolve_device, usage
 
 MAX_GUIDANCE = 20.0  # far past any useful scale: beyond it samples saturate to blobs
 MAX_GAMMA = 10.0
@@ -30,12 +30,15 @@ def run_infer(args) -> None:
             flow.check_gamma(args.gamma, maximum=MAX_GAMMA)
         sampling.check_choice(args.kind, args.sampler, args.steps, args.gamma)
     forbid(args, CONDITIONAL, "label")
-    check_output_image(args.output)
+    check_output_image(args.output, args.ckpt, args.overwrite)
     device = resolve_device(args.device)
     with usage(OPTIONS):
         model, payload = load_model(args.ckpt, args.kind, device)
         sample = sampling.make_sampler(model, payload, args.sampler, args.steps, guidance_scale=args.guidance_scale,
                                        gamma=args.gamma, device=device, path=args.ckpt)
+    if sample.steps is not None and sample.steps > MAX_STEPS:
+        where = f"--steps {args.steps}" if args.steps is not None else f"--ckpt {args.ckpt}: its recommended steps"
+        raise UsageError(f"{where}: at most {MAX_STEPS} steps for any sampler (the curves are flat long before)")
 
     config.configure_threads()
     generator = torch.Generator().manual_seed(args.seed)
@@ -44,7 +47,14 @@ def run_infer(args) -> None:
     if sample.conditional:
         labels = torch.full((n,), args.label) if args.label is not None else torch.arange(n) % 10
     started = time.time()
-    images = sample((n, model.cfg.channels, model.cfg.img_size, model.cfg.img_size), labels, generator)
-    plotting.save_grid(images, args.output)
+    existed = args.output.exists()
+    try:
+        images = sample((n, model.cfg.channels, model.cfg.img_size, model.cfg.img_size), labels, generator)
+        with reported_writes():
+            plotting.save_grid(images, args.output)
+    except KeyboardInterrupt:
+        kept = "the file there before is unchanged" if existed else "nothing was written"
+        raise KeyboardInterrupt(f"interrupted before {args.output} was written: {kept}; run the same command "
+                                f"again to draw the grid") from None
     what = f" of digit {args.label}" if args.label is not None else ""
     print(f"wrote {n} images{what} to {args.output} in {time.time() - started:.1f} s ({sample.describe()})")

@@ -8,7 +8,6 @@ the base's architecture). The pairs are drawn once per run and kept beside the c
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import NamedTuple
 
@@ -27,6 +26,7 @@ class Base(NamedTuple):
     cfg: dit.DiTConfig
     guidance_scale: float
     preset: str | None
+    sha256: str  # the checkpoint file's content hash: the pairs it draws are cached under it
 
 
 def check_reflow_options(args) -> Base | None:
@@ -48,13 +48,13 @@ def check_reflow_options(args) -> Base | None:
     if model_cfg.img_size != args.img_size:
         raise UsageError(f"--img_size {args.img_size}: the base checkpoint {args.reflow} draws "
                          f"{model_cfg.img_size}-pixel images")
-    return Base(base, model_cfg, scale, payload["metadata"].get("preset"))
+    return Base(base, model_cfg, scale, payload["metadata"].get("preset"), checkpoint.file_sha256(args.reflow))
 
 
-def reflow_settings(args, base_guidance: float) -> dict:
-    """What the metadata records about the pairs, and a resume must match."""
-    return {"reflow": str(args.reflow), "num_pairs": args.num_pairs, "pair_steps": args.pair_steps or reflow.PAIR_STEPS,
-            "pair_guidance": base_guidance}
+def reflow_settings(args, base: Base) -> dict:
+    """What the metadata records about the pairs, and a resume must match: the base's content hash among them."""
+    return {"reflow": str(args.reflow), "reflow_sha256": base.sha256, "num_pairs": args.num_pairs,
+            "pair_steps": args.pair_steps or reflow.PAIR_STEPS, "pair_guidance": base.guidance_scale}
 
 
 def reflowed_model(base) -> dit.DiT:
@@ -66,27 +66,52 @@ def reflowed_model(base) -> dit.DiT:
 
 def pairs_for_training(base, settings: dict, labels: torch.Tensor, image_shape, seed: int, save_dir: Path, device):
     """``(packed pairs, their labels)``: read from ``save_dir/reflow_pairs.pt`` when it was drawn for these
-    settings, else drawn with the base's ODE (Euler, its recommended guidance) and written there atomically."""
+    settings (the base's content hash among them), else drawn with the base's ODE (Euler, its recommended
+    guidance) and written there atomically. A cache file that does not hold what it must is refused."""
     path = Path(save_dir) / PAIRS_FILE
     key = {**settings, "seed": seed, "image_shape": list(image_shape)}
     if path.is_file():
-        try:
-            saved = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:  # a torn or foreign file: draw again rather than train on it
-            print(f"{path} is unreadable ({type(error).__name__}); drawing the pairs again")
-        else:
-            if saved.get("key") == key:
-                return saved["pairs"], saved["labels"]
+        saved = load_pairs(path)
+        if saved["key"] == key:
+            check_pairs(saved, path, settings["num_pairs"], image_shape)
+            return saved["pairs"], saved["labels"]
+        print(f"{path} holds pairs drawn from another base or with other settings; drawing them again")
     pair_labels = labels[torch.arange(settings["num_pairs"]) % len(labels)]
     noise, images = reflow.make_pairs(base.to(device), settings["num_pairs"], image_shape, pair_labels,
                                       settings["pair_steps"], guidance_scale=settings["pair_guidance"],
                                       generator=torch.Generator().manual_seed(seed), device=device)
     pairs = reflow.pack(noise, images)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    torch.save({"key": key, "pairs": pairs, "labels": pair_labels}, partial)
-    os.replace(partial, path)
+    checkpoint.save_checkpoint(path, {"key": key, "pairs": pairs, "labels": pair_labels})
     return pairs, pair_labels
+
+
+def load_pairs(path: Path) -> dict:
+    """The pair cache as a dict with a ``key``, or a UsageError naming the file and what is wrong."""
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise UsageError(f"{path} is not a readable pair cache ({checkpoint.unreadable_reason(error)}); delete it "
+                         f"to draw the pairs again") from error
+    if not isinstance(saved, dict) or not isinstance(saved.get("key"), dict):
+        raise UsageError(f"{path}: field key is missing or not a dict; delete the file to draw the pairs again")
+    return saved
+
+
+def check_pairs(saved: dict, path: Path, num_pairs: int, image_shape) -> None:
+    """The cached pairs and labels have the shapes, types and values that the key promises."""
+    channels, *size = image_shape
+    expected = {"pairs": (num_pairs, 2 * channels, *size), "labels": (num_pairs,)}
+    for field, shape in expected.items():
+        value = saved.get(field)
+        if not isinstance(value, torch.Tensor) or tuple(value.shape) != shape:
+            found = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            raise UsageError(f"{path}: field {field} must be a tensor of shape {shape}, got {found}; delete the "
+                             f"file to draw the pairs again")
+    if not saved["pairs"].is_floating_point() or not torch.isfinite(saved["pairs"]).all():
+        raise UsageError(f"{path}: field pairs must hold finite numbers; delete the file to draw the pairs again")
+    labels = saved["labels"]
+    if labels.is_floating_point() or labels.is_complex() or labels.min() < 0 or labels.max() > 9:
+        raise UsageError(f"{path}: field labels must hold digits 0-9; delete the file to draw the pairs again")
 
 
 def objective(settings: dict):

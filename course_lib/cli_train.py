@@ -6,11 +6,22 @@ data loaded and the first step taken.
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 
 from . import cli_reflow, config, data, ddpm, dit, flow, guidance, training
-from .checkpoint import CONDITIONAL, load_model
-from .cli_checks import UsageError, check_writable_dir, forbid, resolve_device, usage
+from .checkpoint import CONDITIONAL, load_model, resume_path
+from .cli_checks import (
+    MAX_PATCHES,
+    UsageError,
+    check_writable_dir,
+    forbid,
+    reported_writes,
+    resolve_device,
+    run_lock,
+    usage,
+)
 
 CHECKPOINT_NAMES = {"ddpm": "ddpm_uncond.pt", "cfg": "ddpm_cfg.pt", "flow": "flow_cfg.pt"}
 REFLOW_CHECKPOINT_NAME = "flow_reflow.pt"
@@ -28,7 +39,7 @@ def run_train(args) -> None:
     device = resolve_device(args.device)
     num_images = data.num_images(train=True, limit=args.limit)
     if base is not None:
-        settings.update(cli_reflow.reflow_settings(args, base.guidance_scale))
+        settings.update(cli_reflow.reflow_settings(args, base))
         settings["num_pairs"] = settings["num_pairs"] or num_images
         num_images = settings["num_pairs"]
     init, init_source = check_init(args, model_cfg)
@@ -37,7 +48,25 @@ def run_train(args) -> None:
         with usage(prefix="--resume: "):
             resume = training.check_resume(args.resume, args.kind, model_cfg.to_dict(), train_cfg, num_images,
                                            settings)
+    path = args.save_dir / (REFLOW_CHECKPOINT_NAME if base is not None else CHECKPOINT_NAMES[args.kind])
+    with run_lock(args.save_dir, "--save_dir"):  # one run writes into a folder at a time, to its end
+        check_no_overwrite(args, path)
+        with reported_writes():
+            train_into(args, path, base, model_cfg, train_cfg, settings, device, init, init_source, resume)
 
+
+def check_no_overwrite(args, path: Path) -> None:
+    """Refuse a ``--save_dir`` that holds a run of this name, unless ``--overwrite``, or ``--resume`` names it."""
+    existing = [p for p in (path, resume_path(path)) if p.exists()]
+    if not existing or args.overwrite:
+        return
+    if args.resume is not None and any(os.path.samefile(args.resume, p) for p in existing):
+        return  # continuing the very run that is there
+    raise UsageError(f"--save_dir {args.save_dir}: already holds a run ({existing[0].name}); continue it with "
+                     f"--resume {path}, replace it with --overwrite, or choose another --save_dir")
+
+
+def train_into(args, path: Path, base, model_cfg, train_cfg, settings, device, init, init_source, resume) -> None:
     config.configure_threads()
     try:
         images, labels = data.load_mnist(train=True, size=args.img_size, limit=args.limit)
@@ -51,7 +80,6 @@ def run_train(args) -> None:
         images, labels = cli_reflow.pairs_for_training(base.model, settings, labels, images.shape[1:], args.seed,
                                                        args.save_dir, device)
         settings["guidance_scale"] = 1.0  # the pairs were drawn with the base's guidance: the model has it built in
-    path = args.save_dir / (REFLOW_CHECKPOINT_NAME if base is not None else CHECKPOINT_NAMES[args.kind])
     recipe = " ".join(["python -m course_lib", *args.argv])
     preset = args.preset or (DEFAULT_PRESET if base is None else base.preset)
     metadata = {"recipe": recipe, "preset": preset, "seed": args.seed, "images": len(images), **settings}
@@ -108,6 +136,10 @@ def check_train_options(args, base=None) -> tuple[dit.DiTConfig, training.TrainC
             max_steps=args.max_steps)
     if not 0 < args.ema_decay < 1:
         raise UsageError(f"--ema_decay {args.ema_decay}: must lie in (0, 1)")
+    if model_cfg.num_patches > MAX_PATCHES:
+        raise UsageError(f"--patch_size {model_cfg.patch_size}: {model_cfg.num_patches} patches per "
+                         f"{model_cfg.img_size}-pixel image, at most {MAX_PATCHES} (attention's memory grows "
+                         f"with their square); choose a larger --patch_size")
     return model_cfg, train_cfg, train_settings(args)
 
 

@@ -7,6 +7,7 @@ piles up in scripts and tests. The other plots_*.py modules build on the helpers
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -26,9 +27,42 @@ def grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2) -> tor
     return tiled[0]  # (H', W')
 
 
+GRID_TAG = "SimplestDiffusion save_grid"  # in every grid's PNG text or JPEG comment: `infer` may replace such a file
+
+
 def save_grid(images: torch.Tensor, path: Path | str, nrow: int | None = None) -> None:
+    """The grid as a PNG or JPEG (by the suffix), tagged :data:`GRID_TAG`, written atomically."""
+    from PIL import Image, PngImagePlugin
+
+    from .checkpoint import write_bytes_atomically
+
     nrow = nrow or max(1, int(round(len(images) ** 0.5)))
-    vutils.save_image(to_unit_range(images.detach().cpu()), str(path), nrow=nrow, padding=2, pad_value=1.0)
+    tiled = vutils.make_grid(to_unit_range(images.detach().cpu()), nrow=nrow, padding=2, pad_value=1.0)
+    pixels = tiled.mul(255).add_(0.5).clamp_(0, 255).permute(1, 2, 0).to(torch.uint8).numpy()  # as save_image
+    path = Path(path)
+    buffer = io.BytesIO()
+    if path.suffix.lower() == ".png":
+        info = PngImagePlugin.PngInfo()
+        info.add_text("Software", GRID_TAG)
+        Image.fromarray(pixels).save(buffer, format="PNG", pnginfo=info)
+    else:
+        Image.fromarray(pixels).save(buffer, format="JPEG", comment=GRID_TAG)
+    write_bytes_atomically(path, buffer.getvalue())
+
+
+def grid_file_kind(path: Path | str) -> str:
+    """What an existing file is: "grid" (written by :func:`save_grid`), "image" (another PNG or JPEG) or "other"."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as picture:  # reads the header only
+            if picture.format not in ("PNG", "JPEG"):
+                return "other"
+            tag = picture.info.get("Software") or picture.info.get("comment") or b""
+    except (OSError, UnidentifiedImageError, ValueError):
+        return "other"
+    tag = tag.decode("utf-8", "replace") if isinstance(tag, bytes) else str(tag)
+    return "grid" if tag == GRID_TAG else "image"
 
 
 def show_grid(images: torch.Tensor, title: str = "", nrow: int | None = None, size: float = 4.0):
@@ -142,7 +176,8 @@ def guidance_grid(images_by_scale: dict, digits=None, cell: float = 0.7):
 
 def reverse_animation_gif(frames: list[torch.Tensor], nrow: int | None = None, scale: int = 2,
                           levels: int = 32, frame_ms: int = 120, hold_ms: int = 1500,
-                          labels: list[str] | None = None, font_size: int = 18) -> bytes:
+                          labels: list[str] | None = None, font_size: int = 18,
+                          path: Path | str | None = None) -> bytes:
     """An animated GIF (as bytes) of a reverse chain: each (N, 1, H, W) frame tiled into one grid.
 
     Pixels are enlarged ``scale`` times (nearest neighbour) and rounded to ``levels`` grey levels;
@@ -150,9 +185,9 @@ def reverse_animation_gif(frames: list[torch.Tensor], nrow: int | None = None, s
     each frame gets a white band above the grid with its label in black, ``font_size`` pixels high.
     Show it with ``IPython.display.Image(data=gif, format="gif")``. Noise compresses badly, so keep it
     small: a 4 × 4 grid of 32 × 32 images and ~20 frames stay well under 1 MB at ``scale`` 3. Frames
-    identical after rounding are merged into one by PIL.
+    identical after rounding are merged into one by PIL. With ``path`` the GIF is also written there,
+    atomically (:func:`course_lib.checkpoint.write_bytes_atomically`).
     """
-    import io
 
     from PIL import Image, ImageDraw, ImageFont
 
@@ -184,4 +219,8 @@ def reverse_animation_gif(frames: list[torch.Tensor], nrow: int | None = None, s
     buffer = io.BytesIO()
     pictures[0].save(buffer, format="GIF", save_all=True, append_images=pictures[1:], duration=durations,
                      loop=0, optimize=False)
+    if path is not None:
+        from .checkpoint import write_bytes_atomically
+
+        write_bytes_atomically(path, buffer.getvalue())
     return buffer.getvalue()

@@ -9,17 +9,21 @@ already in memory (no second load).
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .checkpoint import CheckpointError, load_checkpoint, resume_path
+import torch
+
+from . import dit
+from .checkpoint import CheckpointError, check_tensors, load_checkpoint, resume_path
 
 # what a resume must agree on, besides the model config: the run's data order, objective and optimiser
 RESUME_TRAIN_FIELDS = ("batch_size", "lr", "seed", "lr_decay_step", "lr_decay_rate", "lr_schedule",
                        "warmup_steps", "grad_clip", "ema_decay", "weight_decay")
 # the settings outside TrainConfig that the command line stores in the metadata (None where a kind has none)
 RESUME_META_FIELDS = ("prediction", "schedule", "num_steps", "limit", "p_uncond", "time_sampling", "loss_weighting",
-                      "reflow", "num_pairs", "pair_steps", "pair_guidance")
+                      "reflow", "reflow_sha256", "num_pairs", "pair_steps", "pair_guidance")
 # what a field missing from an older checkpoint's metadata meant when that checkpoint was written
 META_DEFAULTS = {"loss_weighting": "uniform"}
 
@@ -47,7 +51,68 @@ def load_resume(path: Path | str, kind: str) -> ResumePoint:
     state = load_checkpoint(source, kind=kind)
     if "training" not in state:
         raise CheckpointError(f"{source} holds weights only; resume needs its .resume.pt companion")
+    check_training_state(state, source)
     return ResumePoint(path, state)
+
+
+# what ``state["training"]`` holds (training._Run.snapshot), and the type of each
+TRAINING_FIELDS = {"model": dict, "optimizer": dict, "lr_schedule": dict, "ema": dict, "generator": torch.Tensor,
+                   "losses": list, "step": int, "epoch": int}
+
+
+def check_training_state(state: dict, source: Path) -> None:
+    """Every field a resume restores is there, of its type and shape, and finite; else a CheckpointError
+    naming ``source`` and the field. The optimiser's moments must fit the model the file describes."""
+    training = state["training"]
+    if not isinstance(training, dict):
+        raise CheckpointError(f"{source}: field training must be a dict, got {type(training).__name__}")
+    for field, kind in TRAINING_FIELDS.items():
+        if field not in training:
+            raise CheckpointError(f"{source}: field training.{field} is missing")
+        if not isinstance(training[field], kind) or isinstance(training[field], bool):
+            raise CheckpointError(f"{source}: field training.{field} must be a {kind.__name__}, "
+                                  f"got {type(training[field]).__name__}")
+    if training["step"] < 0 or training["epoch"] < 0:
+        raise CheckpointError(f"{source}: fields training.step and training.epoch must be >= 0")
+    if training["generator"].dtype != torch.uint8:
+        raise CheckpointError(f"{source}: field training.generator must be a uint8 tensor (a generator's state)")
+    if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in training["losses"]):
+        raise CheckpointError(f"{source}: field training.losses must hold finite numbers")
+    shapes = {k: tuple(v.shape) for k, v in state["state_dict"].items()}
+    for field, names in (("model", shapes), ("ema", {**{f"module.{k}": v for k, v in shapes.items()},
+                                                      "n_averaged": None})):
+        check_tensors(training[field], source, f"training.{field}", finite=True)
+        found = {k: tuple(v.shape) for k, v in training[field].items()}
+        if found.keys() != names.keys() or any(names[k] not in (None, found[k]) for k in names):
+            raise CheckpointError(f"{source}: field training.{field} does not fit the model's weights "
+                                  f"(other names or shapes than state_dict)")
+    check_optimizer(training["optimizer"], state, source)
+
+
+def check_optimizer(optimizer: dict, state: dict, source: Path) -> None:
+    """AdamW's state over the model's parameters, in their order: one entry per parameter, moments of its shape."""
+    try:
+        with torch.device("meta"):  # the parameters' shapes without allocating them
+            params = [tuple(p.shape) for p in dit.DiT(dit.DiTConfig(**state["model_config"])).parameters()]
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{source}: field model_config is invalid ({error})") from error
+    groups, moments = optimizer.get("param_groups"), optimizer.get("state")
+    if not isinstance(groups, list) or not all(isinstance(g, dict) and isinstance(g.get("params"), list)
+                                               for g in groups) or not isinstance(moments, dict):
+        raise CheckpointError(f"{source}: field training.optimizer must hold param_groups (with params) and state")
+    count = sum(len(g["params"]) for g in groups)
+    if count != len(params):
+        raise CheckpointError(f"{source}: field training.optimizer is for {count} parameters, the model has "
+                              f"{len(params)}: it belongs to another model")
+    for index, entry in moments.items():
+        if not isinstance(index, int) or not 0 <= index < len(params) or not isinstance(entry, dict):
+            raise CheckpointError(f"{source}: field training.optimizer.state has an entry {index!r} for no parameter")
+        check_tensors(entry, source, f"training.optimizer.state[{index}]", finite=True)
+        for name in ("exp_avg", "exp_avg_sq"):
+            if name in entry and tuple(entry[name].shape) != params[index]:
+                raise CheckpointError(f"{source}: field training.optimizer.state[{index}].{name} has shape "
+                                      f"{tuple(entry[name].shape)}, its parameter {params[index]}: it belongs to "
+                                      f"another model")
 
 
 def check_resume(resume: Path | str | ResumePoint, kind: str, model_config: dict, cfg, num_images: int,

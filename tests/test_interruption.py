@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from course_lib import cli, ddpm, dit, training
+from course_lib import cli, cli_checks, ddpm, dit, training
 
 STEPS_PER_EPOCH = 2  # 64 images, batch 32
 SCHEDULER = ddpm.NoiseScheduler()
@@ -287,7 +287,7 @@ def test_sigint_saves_the_last_completed_epoch_then_exits_130_with_one_line(tmp_
     """--save_freq 3: no checkpoint is on disk in epoch 2 until Ctrl-C writes epoch 1's."""
     save_dir = tmp_path / "run"
     process, _ = start_driver(tmp_path, save_dir, ["--save_freq", "3"], PAUSE_AT_LOSS=STEPS_PER_EPOCH + 2)
-    assert not save_dir.exists() or not list(save_dir.iterdir())
+    assert {p.name for p in save_dir.iterdir()} == {cli_checks.LOCK_FILE}  # the run's lock, and no checkpoint yet
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=300)
     path = save_dir / cli.CHECKPOINT_NAMES["ddpm"]
