@@ -9,6 +9,10 @@ from pathlib import Path
 
 import torch
 
+from course_lib import checkpoint
+from course_lib.cli import terminate_as_interrupt
+from course_lib.cli_checks import UsageError, check_can_write_into, reported_writes, run_lock
+
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 
@@ -59,8 +63,66 @@ def record(title: str, device: torch.device, table: str, notes: str = "") -> Non
     block = f"\n## {title}\n\n{stamp} · {machine(device)} · `{command}`\n\n{table}\n"
     if notes:
         block += f"\n{notes}\n"
-    with open(RESULTS, "a") as handle:
-        handle.write(block)
+    with run_lock(RESULTS.parent, "RESULTS.md", wait=True):  # one appender at a time, the file whole throughout
+        checkpoint.write_text_atomically(RESULTS, (RESULTS.read_text() if RESULTS.exists() else "") + block)
+
+
+def main_of(prog: str, body) -> int:
+    """Run ``body()`` as the command line runs its commands: a UsageError is one line and exit status 2,
+    Ctrl-C (or SIGTERM) one line and 130. Each benchmark checks every path and option, and loads every
+    checkpoint, before it samples; it changes a checkpoint last (:class:`CheckpointUpdate`)."""
+    try:
+        with terminate_as_interrupt():
+            body()
+    except UsageError as error:
+        sys.stderr.write(f"{prog}: error: {error}\n")
+        return 2
+    except KeyboardInterrupt as error:
+        sys.stderr.write(f"{prog}: {error or 'interrupted: no checkpoint was changed'}\n")
+        return 130
+    return 0
+
+
+def check_output_file(path: Path | None, option: str, overwrite: bool = False) -> None:
+    """A file the benchmark will write (``--json``): its folder exists and takes files; an existing file
+    is replaced only with ``--overwrite``."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise UsageError(f"{option} {path}: is a directory; name a file")
+    if not path.parent.is_dir():
+        raise UsageError(f"{option} {path}: directory {path.parent} does not exist")
+    if path.exists() and not overwrite:
+        raise UsageError(f"{option} {path}: exists; replace it with --overwrite or name another file")
+    check_can_write_into(path.parent, f"{option} {path}")
+
+
+class CheckpointUpdate:
+    """A checkpoint a benchmark will rewrite at its very end: checked writable at the start, its folder
+    locked for the whole run (as ``train`` locks its ``--save_dir``), and written only if the file is
+    still byte for byte what was measured, atomically. Use as a context manager around the whole run."""
+
+    def __init__(self, path: Path, option: str = "--ckpt"):
+        self.path, self.option = path, option
+        if not path.is_file():
+            raise UsageError(f"{option} {path}: does not exist")
+        check_can_write_into(path.parent, f"{option} {path} (it is rewritten at the end)")
+
+    def __enter__(self):
+        self.lock = run_lock(self.path.parent, self.option)
+        self.lock.__enter__()
+        self.sha256 = checkpoint.file_sha256(self.path)
+        return self
+
+    def __exit__(self, *exc):
+        return self.lock.__exit__(*exc)
+
+    def write(self, payload: dict) -> None:
+        if checkpoint.file_sha256(self.path) != self.sha256:
+            raise UsageError(f"{self.option} {self.path}: changed on disk while this ran; it is left as it is now "
+                             f"(run again to store the new result)")
+        with reported_writes():
+            checkpoint.save_checkpoint(self.path, payload)
 
 
 def harness(sample, img_size: int = 32):

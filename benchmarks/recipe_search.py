@@ -121,7 +121,7 @@ def run(kind: str, name: str, what: str, opts: list[str], speed: float, params: 
     result = {"kind": kind, "candidate": name, "what": what, "options": opts, "params": params,
               "steps_per_s": speed, "minutes": trained_minutes, "steps": steps, "images": steps * batch,
               "rows": rows}
-    (save_dir / f"{kind}_{name}.json").write_text(json.dumps(result, indent=1, default=float))
+    checkpoint.write_text_atomically(save_dir / f"{kind}_{name}.json", json.dumps(result, indent=1, default=float))
     return result
 
 

@@ -121,17 +121,18 @@ LOCK_FILE = ".simplest-diffusion.lock"  # in a folder while a run writes into it
 
 
 @contextmanager
-def run_lock(folder: Path, option: str):
+def run_lock(folder: Path, option: str, wait: bool = False):
     """Hold ``folder``'s lock for the whole run (``fcntl.flock`` on :data:`LOCK_FILE`): a second run into
     the folder is refused at once with one line naming the holder's pid. The folder is made if need be;
     on the way out the lock file goes, and so does any folder made here that is still empty. Inside,
     temporaries a killed run left (``*.pt.*.partial``) are removed: no other writer can own them.
+    With ``wait``, a held lock is waited for instead (for a moment's write, such as a RESULTS.md row).
     """
     made = [parent for parent in [folder, *folder.parents] if not parent.exists()]
     folder.mkdir(parents=True, exist_ok=True)
     lock = folder / LOCK_FILE
     try:
-        handle = acquire(lock, option, folder)
+        handle = acquire(lock, option, folder, wait)
     except BaseException:
         remove_empty(made)
         raise
@@ -146,11 +147,11 @@ def run_lock(folder: Path, option: str):
         remove_empty(made)
 
 
-def acquire(lock: Path, option: str, folder: Path) -> int:
+def acquire(lock: Path, option: str, folder: Path, wait: bool = False) -> int:
     while True:
         handle = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.read(handle, 300).decode("utf-8", "replace").strip() or "a run that is just starting"
             os.close(handle)
