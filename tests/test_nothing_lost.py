@@ -22,7 +22,7 @@ import torch
 from cli_helpers import TINY, run, tiny_run
 
 from benchmarks import ddpm_recipes, quality, sweep
-from course_lib import checkpoint, cli, cli_checks, cli_reflow, data, evaluation, plots_images
+from course_lib import checkpoint, cli, cli_checks, cli_reflow, data, evaluation, plots_images, sampling
 
 TRAIN = ["--preset", "tiny", "--batch_size", "32", "--limit", "64", "--device", "cpu"]
 RESUME = ["train", "ddpm", *TRAIN, "--epochs", "2"]
@@ -290,6 +290,7 @@ def test_the_matrix_refuses_in_one_line_and_every_file_stays(world, tmp_path, ca
     if "late" not in setup:  # found before any data are loaded or any sample drawn
         monkeypatch.setattr(data, "load_mnist", lambda *a, **k: pytest.fail("data loaded before the refusal"))
         monkeypatch.setattr(evaluation, "measure_quality", lambda *a, **k: pytest.fail("sampled before the refusal"))
+        monkeypatch.setattr(sampling.Sampler, "__call__", lambda *a, **k: pytest.fail("sampled before the refusal"))
     places = {k: str(v) for k, v in world.items()}
     places.update(new_dir=str(tmp_path / "new"), new_png=str(tmp_path / "new.png"), train=" ".join(TRAIN),
                   resume=" ".join(RESUME), reflow=" ".join(REFLOW).replace("{flow}", places["flow"]))
