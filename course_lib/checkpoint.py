@@ -34,6 +34,10 @@ class CheckpointError(ValueError):
     """A checkpoint is unreadable, of the wrong kind, or does not match the model."""
 
 
+class WriteError(OSError):
+    """A file could not be written (a full disk, a folder gone); the file at its name is as it was."""
+
+
 class DeviceError(ValueError):
     """A device name that is not a device, or one this machine does not have."""
 
@@ -48,7 +52,8 @@ def write_atomically(path: Path | str, write: Callable[[Path], object]) -> Path:
     """Every file the tools write goes through here: ``write(temporary)`` fills a uniquely named file
     beside ``path``, which is flushed to disk and renamed over ``path`` (atomic: a crash leaves the old
     file or the new one). On any exception (a full disk, Ctrl-C) the temporary is removed and ``path``
-    is left as it was; an OSError then names ``path``. Only SIGKILL can leave a temporary behind.
+    is left as it was; an OSError becomes a :class:`WriteError` naming ``path``. Only SIGKILL can leave a
+    temporary behind.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -63,8 +68,8 @@ def write_atomically(path: Path | str, write: Callable[[Path], object]) -> Path:
         os.replace(temporary, path)
     except BaseException as error:
         temporary.unlink(missing_ok=True)
-        if isinstance(error, OSError) and error.filename is None:
-            raise OSError(error.errno, error.strerror or str(error), str(path)) from error
+        if isinstance(error, OSError):
+            raise WriteError(error.errno, error.strerror or str(error), str(path)) from error
         raise
     return path
 
@@ -75,15 +80,6 @@ def write_bytes_atomically(path: Path | str, data: bytes) -> Path:
 
 def write_text_atomically(path: Path | str, text: str) -> Path:
     return write_atomically(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
-
-
-def remove_stale_partials(folder: Path | str) -> list[Path]:
-    """Remove the temporaries a killed run left in ``folder`` (call it only while holding the folder's lock)."""
-    folder = Path(folder)
-    stale = [p for pattern in (f"*.pt{PARTIAL}", f"*.pt.*{PARTIAL}") for p in folder.glob(pattern) if p.is_file()]
-    for path in stale:
-        path.unlink(missing_ok=True)
-    return stale
 
 
 def save_checkpoint(path: Path | str, payload: dict) -> Path:
@@ -159,7 +155,7 @@ def unreadable_reason(error: Exception) -> str:
     detail = re.search(r"WeightsUnpickler error: (.*?)(?: Check the documentation|$)", text)
     if detail:
         return f"not a torch.save file: {detail.group(1).strip() or 'unpickling failed'}"
-    return f"{type(error).__name__}: {text[:200]}"
+    return f"{type(error).__name__}: {text}"
 
 
 def slim(payload: dict) -> dict:

@@ -139,7 +139,7 @@ def run_lock(folder: Path, option: str, wait: bool = False):
     try:
         os.ftruncate(handle, 0)
         os.write(handle, f"pid {os.getpid()}: {' '.join(sys.argv)}"[:300].replace("\n", " ").encode())
-        checkpoint.remove_stale_partials(folder)
+        remove_stale_partials(folder)
         yield
     finally:
         lock.unlink(missing_ok=True)  # before closing: a run waiting on this inode sees it gone and retries
@@ -165,6 +165,13 @@ def acquire(lock: Path, option: str, folder: Path, wait: bool = False) -> int:
         os.close(handle)  # the holder removed it as we opened it: take the new one
 
 
+def remove_stale_partials(folder: Path) -> None:
+    """Remove the checkpoints' temporaries a killed run left in ``folder`` (only the lock's holder may)."""
+    for pattern in (f"*.pt{checkpoint.PARTIAL}", f"*.pt.*{checkpoint.PARTIAL}"):
+        for path in folder.glob(pattern):
+            path.unlink(missing_ok=True)
+
+
 def remove_empty(folders: list[Path]) -> None:
     for folder in folders:  # deepest first
         try:
@@ -175,11 +182,10 @@ def remove_empty(folders: list[Path]) -> None:
 
 @contextmanager
 def reported_writes():
-    """Inside: an OSError (a full disk, a folder gone) becomes one line that names the file; the file
+    """Inside: a WriteError (a full disk, a folder gone) becomes one line that names the file; the file
     itself is as it was, since every write goes through :func:`checkpoint.write_atomically`."""
     try:
         yield
-    except OSError as error:
-        where = f" {error.filename}" if error.filename else ""
-        raise UsageError(f"could not write{where}: {error.strerror or error}; the file there before (if any) "
+    except checkpoint.WriteError as error:
+        raise UsageError(f"could not write {error.filename}: {error.strerror}; the file there before (if any) "
                          f"is unchanged") from error

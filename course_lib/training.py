@@ -306,7 +306,8 @@ class _Saves:
                                            f"{self.path} ({error.strerror or error}){kept}")
             on_disk, verb = (epoch, epoch_step, self.path), "saved"
         if on_disk is None:
-            return TrainingInterrupted(f"interrupted at step {step}, before the first epoch ended: nothing was saved")
+            return TrainingInterrupted(f"interrupted at step {step}, before the first epoch ended: nothing was saved "
+                                       f"(a checkpoint already at {self.path} is as it was); run again to start over")
         epoch, epoch_step, path = on_disk
         redo = f" (it redoes the {step - epoch_step} step(s) of the unfinished epoch)" if step > epoch_step else ""
         return TrainingInterrupted(f"interrupted at step {step}; {verb} the end of epoch {epoch} (step {epoch_step}) "

@@ -498,3 +498,15 @@ def test_a_kill_while_the_image_is_written_leaves_the_old_image(world, tmp_path,
         assert process.returncode == 130 and temporaries == []
         assert err == (f"python -m course_lib infer: interrupted before {grid} was written: the file there before "
                        f"is unchanged; run the same command again to draw the grid\n")
+
+
+def test_the_gif_writer_writes_through_the_atomic_helper(tmp_path, monkeypatch):
+    """Guards: the GIF written in place, so a failed write leaves half a file where the old GIF was."""
+    frames = [torch.zeros(4, 1, 8, 8), torch.ones(4, 1, 8, 8)]
+    path = tmp_path / "chain.gif"
+    assert plots_images.reverse_animation_gif(frames, path=path) == path.read_bytes()
+    old = path.read_bytes()
+    monkeypatch.setattr(checkpoint.os, "fsync", disk_full)
+    with pytest.raises(checkpoint.WriteError, match=f"No space left on device: '{path}'"):
+        plots_images.reverse_animation_gif(frames[::-1], path=path)
+    assert path.read_bytes() == old and [p.name for p in tmp_path.iterdir()] == ["chain.gif"]
