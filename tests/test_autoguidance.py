@@ -96,3 +96,20 @@ def test_a_broken_guide_is_a_checkpoint_error():
     payload["guide"]["state_dict"] = {}
     with pytest.raises(checkpoint.CheckpointError, match="its guide"):
         checkpoint.load_guide(payload)
+
+
+def test_infer_uses_the_recommended_autoguidance_and_one_means_the_model_alone(tmp_path, capsys):
+    """Guards: infer ignoring the guide it carries, or refusing --guidance_scale 1 on an unconditional model."""
+    from cli_helpers import run
+
+    path = tmp_path / "guided.pt"
+    torch.save(checkpoint.with_guide(tiny_payload(0), tiny_payload(1), guidance_scale=2.0, sampler="ddim", steps=3),
+               path)
+    outputs = {}
+    for extra in ([], ["--guidance_scale", "1"]):
+        out = tmp_path / f"grid{len(extra)}.png"
+        assert run("infer", "ddpm", "--ckpt", path, "--output", out, "--num_images", "4", "--device", "cpu",
+                   *extra) == 0
+        outputs[len(extra)] = capsys.readouterr().out
+    assert "(ddim, 3 steps, autoguidance 2)" in outputs[0]
+    assert "(ddim, 3 steps)" in outputs[2]
