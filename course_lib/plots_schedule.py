@@ -105,3 +105,23 @@ def prediction_error_scales(scheduler):
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def step_histogram(draws: dict, scheduler):
+    """Histograms of drawn training steps, one per named law (``ddpm.sample_steps``), with √ᾱ for reference."""
+    fig = figure(5.5, 2.8)
+    ax = fig.subplots()
+    bins = torch.linspace(0, scheduler.num_timesteps, 41)
+    for name, steps in draws.items():
+        ax.hist(steps.cpu().numpy(), bins=bins.numpy(), density=True, histtype="step", lw=1.5, label=name)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("share of draws per step")
+    right = ax.twinx()
+    right.plot(torch.arange(scheduler.num_timesteps), scheduler.alpha_bars.cpu().sqrt(), color="gray", lw=0.8,
+               ls="--", label="sqrt(ᾱ): digit left in x_t")
+    right.set_ylabel("sqrt(ᾱ)")
+    handles = ax.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
+    ax.legend(handles=handles, fontsize=7, loc="upper right")
+    ax.set_title("where training steps fall", fontsize=9)
+    fig.tight_layout()
+    return fig

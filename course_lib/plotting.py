@@ -40,5 +40,6 @@ from .plots_schedule import (  # noqa: F401
     prediction_error_scales,
     sample_histograms,
     schedule_curves,
+    step_histogram,
     timestep_figure,
 )

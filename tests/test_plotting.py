@@ -140,3 +140,14 @@ def test_heatmaps_one_panel_per_matrix():
     panels = [ax for ax in fig.axes if ax.images]
     assert [ax.get_title() for ax in panels] == ["a", "b"]
     assert panels[0].images[0].get_array().shape == (5, 8)
+
+
+def test_step_histogram_draws_one_normalised_histogram_per_law_and_the_signal_curve():
+    scheduler = ddpm.NoiseScheduler()
+    draws = {"uniform": torch.arange(1000), "early": torch.full((1000,), 100)}
+    fig = plotting.step_histogram(draws, scheduler)
+    ax, right = fig.axes
+    assert [p.get_label() for p in ax.patches] == ["uniform", "early"]
+    heights = [patch.get_path().vertices[:, 1].max() for patch in ax.patches]
+    assert heights[0] == pytest.approx(1 / 1000, rel=0.01) and heights[1] == pytest.approx(40 / 1000, rel=0.01)
+    torch.testing.assert_close(torch.as_tensor(right.lines[0].get_ydata()), scheduler.alpha_bars.cpu().sqrt())
