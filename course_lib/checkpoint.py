@@ -283,7 +283,7 @@ def sampling_settings(payload: dict, path: Path | str = "the checkpoint") -> dic
 
     DDPM and CFG need ``prediction``, ``schedule`` and ``num_steps`` (the scheduler's T): a missing
     one is an error, never a default, since a wrong guess samples noise. ``guidance_scale`` is the
-    recommended scale that ``benchmarks/sweep.py guidance --choose`` stores; a checkpoint without one
+    recommended scale that ``python -m benchmarks.sweep guidance --choose`` stores; a checkpoint without one
     (every fresh ``train`` run) samples at :data:`guidance.DEFAULT_GUIDANCE_SCALE`, as documented, or at 1
     (no guidance) if it is an unconditional DDPM without a guide. ``sampler`` and ``steps`` are the
     recommended sampler and step count, None where the checkpoint recommends none.

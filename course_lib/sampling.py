@@ -1,6 +1,6 @@
 """Sampler selection, written once: which sampler, how many steps, which guidance, from a checkpoint.
 
-``infer``, ``benchmarks/sweep.py`` and ``benchmarks/quality.py`` all sample a checkpoint through
+``infer``, ``benchmarks.sweep`` and ``benchmarks.quality`` all sample a checkpoint through
 :func:`make_sampler`, so all of them take the schedule, T and prediction type the checkpoint was
 trained with (:func:`course_lib.checkpoint.sampling_settings`) and the same defaults::
 
