@@ -1,15 +1,16 @@
 """Rectified flow (flow matching on straight paths): training target, conversions, ODE and SDE samplers.
 
 Convention (docs/conventions.md, "Time direction"): ``x_t = t·x1 + (1 - t)·x0`` with ``x0`` the image
-and ``x1`` pure noise, so t = 0 is the clean image and t = 1 the noise. The network learns the constant velocity
-``v = dx/dt = x1 - x0`` with ``MSE(v(x_t, t), x1 - x0)``; sampling integrates from t = 1 down to 0.
+and ``x1`` pure noise, so t = 0 is the clean image and t = 1 the noise. The network learns the constant
+velocity ``v = dx/dt = x1 - x0`` with ``MSE(v(x_t, t), x1 - x0)``; sampling integrates from t = 1 down to 0.
 
 Papers that run time the other way use ``t_theirs = 1 - t_ours`` and ``v_theirs = -v_ours``:
 
-| source                                        | noise at | data at | velocity points to |
-|-----------------------------------------------|----------|---------|--------------------|
-| this book, the notes, rectified flow, SD3, minRF | t = 1 | t = 0   | the noise          |
-| Lipman et al. 2023, MIT 6.S184, facebookresearch/flow_matching | t = 0 | t = 1 | the data |
+| source                                                | noise at | data at | velocity points to |
+|-------------------------------------------------------|----------|---------|--------------------|
+| this book, the notes, SD3, minRF                      | t = 1    | t = 0   | the noise          |
+| Liu et al. 2022 (rectified flow: X0 noise, X1 data),  | t = 0    | t = 1   | the data           |
+| Lipman et al. 2023, MIT 6.S184, flow_matching library |          |         |                    |
 
 Conversions from a predicted velocity (exact algebra on the path, no approximation)::
 
