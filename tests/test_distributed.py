@@ -21,7 +21,7 @@ from course_lib import cli, cli_train, data, distributed, dit, training
 REPO = Path(__file__).resolve().parent.parent
 PROCESSES, BATCH, IMAGES, SEED = 2, 32, 64, 3  # 2 steps per epoch, 16 images per process per step
 TRAIN = ["train", "ddpm", "--preset", "tiny", "--batch_size", BATCH, "--limit", IMAGES, "--device", "cpu",
-         "--seed", SEED]
+         "--seed", SEED, "--warmup_steps", 1]
 DRIVER = """
 import os, signal, sys
 from pathlib import Path
