@@ -111,7 +111,8 @@ def add_train_options(train: argparse.ArgumentParser) -> None:
     # --epochs 12 and --lr_decay_step 4 are the original scripts' values, not TrainConfig's
     train.add_argument("--epochs", type=positive_int, default=12, help="Number of training epochs")
     train.add_argument("--batch_size", type=at_most(MAX_BATCH, "a batch's activations must fit in memory"),
-                       default=TRAIN.batch_size, help="Training batch size (under torchrun: the global batch, split among the processes)")
+                       default=TRAIN.batch_size,
+                       help="Training batch size (under torchrun: the global batch, split among the processes)")
     train.add_argument("--lr", type=positive_float, default=TRAIN.lr, help="Learning rate")
     train.add_argument("--seed", type=seed_value, default=TRAIN.seed, help="Random seed for reproducibility")
     train.add_argument("--save_dir", type=Path, default=Path("runs"), help="Directory to save model checkpoints")
