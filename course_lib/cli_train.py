@@ -60,8 +60,7 @@ def run_train(args) -> None:
     path = args.save_dir / (REFLOW_CHECKPOINT_NAME if base is not None else CHECKPOINT_NAMES[args.kind])
     # one run writes into a folder at a time, to its end; under torchrun, process 0 holds the lock and writes
     with run_lock(args.save_dir, "--save_dir") if world.main else nullcontext():
-        if world.main:
-            check_no_overwrite(args, path)
+        check_no_overwrite(args, path)  # every process (it only reads), so all refuse at once under torchrun
         if world.several and world.main:
             print(f"training on {world.size} processes: --batch_size {args.batch_size} is the global batch, "
                   f"{settings['batch_per_process']} images per process per step", flush=True)
