@@ -25,28 +25,31 @@ TRAIN = ["train", "ddpm", "--preset", "tiny", "--batch_size", BATCH, "--limit", 
 DRIVER = """
 import os, signal, sys
 from pathlib import Path
-from course_lib import checkpoint, cli, ddpm
+from course_lib import checkpoint, cli, ddpm, flow
 
 rank, log = os.environ["RANK"], Path(os.environ["WRITES_LOG"])
-real_write, real_loss, calls = checkpoint.write_atomically, ddpm.loss, {"loss": 0}
+real_write, calls = checkpoint.write_atomically, {"loss": 0}
 
 def write_atomically(path, write):  # every checkpoint file goes through here: note who wrote it
     with open(log, "a") as handle:
         handle.write(f"{rank} {Path(path).name}\\n")
     return real_write(path, write)
 
-def loss(*args, **kwargs):
-    calls["loss"] += 1
-    if rank == os.environ.get("KILL_RANK") and calls["loss"] == int(os.environ["KILL_AT_LOSS"]):
-        os.kill(os.getpid(), signal.SIGKILL)
-    return real_loss(*args, **kwargs)
+def killing(real_loss):  # the objective of either kind, with process KILL_RANK killed in its KILL_AT_LOSS-th call
+    def loss(*args, **kwargs):
+        calls["loss"] += 1
+        if rank == os.environ.get("KILL_RANK") and calls["loss"] == int(os.environ["KILL_AT_LOSS"]):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real_loss(*args, **kwargs)
+    return loss
 
-checkpoint.write_atomically, ddpm.loss = write_atomically, loss
+checkpoint.write_atomically, ddpm.loss, flow.loss = write_atomically, killing(ddpm.loss), killing(flow.loss)
 sys.exit(cli.main(sys.argv[1:]))
 """
 
 
-def torchrun(tmp_path: Path, save_dir: Path, *extra, **env) -> tuple[subprocess.CompletedProcess, list[str]]:
+def torchrun(tmp_path: Path, save_dir: Path, *extra, kind: str = "ddpm", **env) -> tuple[subprocess.CompletedProcess,
+                                                                                          list[str]]:
     """``torchrun --standalone --nproc_per_node=2`` of the command line through the driver; returns the
     finished process and the checkpoint writes as ``"rank name"`` lines."""
     driver, log = tmp_path / "driver.py", tmp_path / f"writes-{save_dir.name}.log"
@@ -54,10 +57,10 @@ def torchrun(tmp_path: Path, save_dir: Path, *extra, **env) -> tuple[subprocess.
     log.unlink(missing_ok=True)
     environ = {**os.environ, "PYTHONPATH": str(REPO), "CI": "true", "WRITES_LOG": str(log),
                **{k: str(v) for k, v in env.items()}}
+    args = [kind if a == "ddpm" else str(a) for a in TRAIN] + [str(a) for a in extra]
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                             f"--nproc_per_node={PROCESSES}", str(driver), *map(str, TRAIN), *map(str, extra),
-                             "--save_dir", str(save_dir)], cwd=REPO, env=environ, capture_output=True, text=True,
-                            timeout=600)
+                             f"--nproc_per_node={PROCESSES}", str(driver), *args, "--save_dir", str(save_dir)],
+                            cwd=REPO, env=environ, capture_output=True, text=True, timeout=600)
     return result, log.read_text().split("\n")[:-1] if log.exists() else []
 
 
@@ -148,21 +151,21 @@ def test_a_resume_with_another_number_of_processes_is_refused(straight, tmp_path
 
 def test_a_killed_process_ends_the_run_and_leaves_the_last_checkpoint_loadable(tmp_path):
     """Process 1 is killed (SIGKILL) in its 4th loss, inside epoch 2: process 0 stops with one line that says
-    which epoch is kept, torchrun fails, and the epoch-1 checkpoint loads."""
+    which epoch is kept, torchrun fails, and the epoch-1 checkpoint loads. A flow run: the third kind trains too."""
     save_dir = tmp_path / "killed"
-    result, writes = torchrun(tmp_path, save_dir, "--epochs", 3, KILL_RANK=1, KILL_AT_LOSS=4)
+    result, writes = torchrun(tmp_path, save_dir, "--epochs", 3, kind="flow", KILL_RANK=1, KILL_AT_LOSS=4)
     assert result.returncode != 0
-    path = save_dir / "ddpm_uncond.pt"
+    path = save_dir / "flow_cfg.pt"
     ours = [line for line in result.stderr.splitlines() if line.startswith("python -m course_lib train:")]
     assert len(ours) == 1, result.stderr  # process 0's line (process 1 was killed); torchrun's report follows
     # at step 3 (the 4th step waits for the killed process); which of gloo's error or torchrun's SIGTERM comes first
     # varies, and either way process 0 names the epoch it kept
     assert re.search(rf"interrupted at step [23]; kept the end of epoch 1 \(step 2\) in {re.escape(str(path))}: "
                      rf"--resume ", ours[0]), ours[0]
-    assert writes == ["0 ddpm_uncond.resume.pt", "0 ddpm_uncond.pt"]
-    assert sorted(p.name for p in save_dir.iterdir()) == ["ddpm_uncond.pt", "ddpm_uncond.resume.pt"]
-    cli.load_model(path, "ddpm", torch.device("cpu"))
-    assert training_state(path)["epoch"] == 1
+    assert writes == ["0 flow_cfg.resume.pt", "0 flow_cfg.pt"]
+    assert sorted(p.name for p in save_dir.iterdir()) == ["flow_cfg.pt", "flow_cfg.resume.pt"]  # no lock, no .partial
+    cli.load_model(path, "flow", torch.device("cpu"))
+    assert training.load_checkpoint(training.resume_path(path), kind="flow")["training"]["epoch"] == 1
 
 
 # ---------------------------------------------------------------------------- bad launches: one line, exit 2
@@ -245,3 +248,14 @@ def test_a_plain_run_never_starts_a_process_group(monkeypatch, tmp_path):
     monkeypatch.setattr(training, "DistributedDataParallel", lambda *a, **k: pytest.fail("DDP"))
     assert cli.main([*map(str, TRAIN), "--epochs", "1", "--max_steps", "1", "--save_dir", str(tmp_path)]) == 0
     assert training.load_checkpoint(tmp_path / "ddpm_uncond.pt")["metadata"]["processes"] == 1
+
+
+def test_each_process_and_epoch_draws_its_own_noise_reproducibly():
+    """The equality test takes its streams from noise_seed too, so this guards what it cannot: streams that
+    repeat across processes or epochs (every process would noise its half alike)."""
+    seeds = [distributed.noise_seed(SEED, epoch, rank) for epoch in range(3) for rank in range(4)]
+    assert len(set(seeds)) == len(seeds) and seeds == [distributed.noise_seed(SEED, e, r) for e in range(3)
+                                                       for r in range(4)]
+    draws = [torch.randn(4, generator=torch.Generator().manual_seed(distributed.noise_seed(SEED, 0, r)))
+             for r in (0, 1)]
+    assert not torch.equal(*draws)
