@@ -18,7 +18,7 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import ddpm, dit, flow, guidance, reflow, sampling, training
+from . import ddpm, distributed, dit, flow, guidance, reflow, sampling, training
 from .checkpoint import CONDITIONAL, config_disagreements, load_model, sampling_settings  # noqa: F401
 from .cli_checks import (  # noqa: F401
     MAX_BATCH,
@@ -45,7 +45,7 @@ class OneLineParser(argparse.ArgumentParser):
     """argparse prints the whole usage before an error; the book's promise is one line."""
 
     def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n" if distributed.speaks() else None)
 
 
 # ---------------------------------------------------------------------------- option values
@@ -111,7 +111,8 @@ def add_train_options(train: argparse.ArgumentParser) -> None:
     # --epochs 12 and --lr_decay_step 4 are the original scripts' values, not TrainConfig's
     train.add_argument("--epochs", type=positive_int, default=12, help="Number of training epochs")
     train.add_argument("--batch_size", type=at_most(MAX_BATCH, "a batch's activations must fit in memory"),
-                       default=TRAIN.batch_size, help="Training batch size")
+                       default=TRAIN.batch_size,
+                       help="Training batch size (under torchrun: the global batch, split among the processes)")
     train.add_argument("--lr", type=positive_float, default=TRAIN.lr, help="Learning rate")
     train.add_argument("--seed", type=seed_value, default=TRAIN.seed, help="Random seed for reproducibility")
     train.add_argument("--save_dir", type=Path, default=Path("runs"), help="Directory to save model checkpoints")
@@ -191,10 +192,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with terminate_as_interrupt():
             (run_train if args.command == "train" else run_infer)(args)
-    except UsageError as error:
-        parser.exit(2, f"{parser.prog} {args.command}: error: {error}\n")
+    except UsageError as error:  # under torchrun, one line per machine (every process refuses alike)
+        parser.exit(2, f"{parser.prog} {args.command}: error: {error}\n" if distributed.speaks() else None)
     except KeyboardInterrupt as error:  # training says where the last completed epoch is saved
-        parser.exit(130, f"{parser.prog} {args.command}: {error or 'interrupted before any file was written'}\n")
+        parser.exit(130, f"{parser.prog} {args.command}: {error or 'interrupted before any file was written'}\n"
+                    if distributed.writes() else None)
+    except training.ProcessLost as error:  # process 0 says what it kept; torchrun names the process that stopped
+        parser.exit(1, f"{parser.prog} {args.command}: {error}\n" if distributed.writes() else None)
     return 0
 
 

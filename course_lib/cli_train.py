@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
-from . import cli_reflow, config, data, ddpm, dit, flow, guidance, training
+from . import cli_reflow, config, data, ddpm, distributed, dit, flow, guidance, training
 from .checkpoint import CONDITIONAL, load_model, resume_path
 from .cli_checks import (
     MAX_PATCHES,
@@ -18,7 +19,6 @@ from .cli_checks import (
     check_writable_dir,
     forbid,
     reported_writes,
-    resolve_device,
     run_lock,
     usage,
 )
@@ -33,10 +33,19 @@ DEFAULTS = {"prediction": "v", "schedule": ddpm.SCHEDULES[0], "time_sampling": f
 
 
 def run_train(args) -> None:
+    with usage():  # under torchrun: this process's place; a launch missing a variable stops here
+        world = distributed.launched()
+    if world.several and args.reflow is not None:
+        raise UsageError("--reflow draws its pairs in one process: train a reflow with python -m course_lib, "
+                         "not torchrun")
     base = cli_reflow.check_reflow_options(args)
     model_cfg, train_cfg, settings = check_train_options(args, base)
-    check_writable_dir(args.save_dir, "--save_dir")
-    device = resolve_device(args.device)
+    check_world(args, world)
+    settings.update(processes=world.size, batch_per_process=train_cfg.batch_size // world.size)
+    if world.main:  # the only process that writes
+        check_writable_dir(args.save_dir, "--save_dir")
+    with usage(prefix="--"):  # DeviceError's and LaunchError's device messages start with "device"
+        device = distributed.device_for(world, args.device)
     num_images = data.num_images(train=True, limit=args.limit)
     if base is not None:
         settings.update(cli_reflow.reflow_settings(args, base))
@@ -49,10 +58,26 @@ def run_train(args) -> None:
             resume = training.check_resume(args.resume, args.kind, model_cfg.to_dict(), train_cfg, num_images,
                                            settings)
     path = args.save_dir / (REFLOW_CHECKPOINT_NAME if base is not None else CHECKPOINT_NAMES[args.kind])
-    with run_lock(args.save_dir, "--save_dir"):  # one run writes into a folder at a time, to its end
-        check_no_overwrite(args, path)
-        with reported_writes():
-            train_into(args, path, base, model_cfg, train_cfg, settings, device, init, init_source, resume)
+    # one run writes into a folder at a time, to its end; under torchrun, process 0 holds the lock and writes
+    with run_lock(args.save_dir, "--save_dir") if world.main else nullcontext():
+        check_no_overwrite(args, path)  # every process (it only reads), so all refuse at once under torchrun
+        if world.several and world.main:
+            print(f"training on {world.size} processes: --batch_size {args.batch_size} is the global batch, "
+                  f"{settings['batch_per_process']} images per process per step", flush=True)
+        try:
+            distributed.start(world, device)  # torchrun's rendezvous: waits for every process
+            with reported_writes():
+                train_into(args, path, base, model_cfg, train_cfg, settings, device, init, init_source, resume)
+        finally:
+            distributed.stop()
+
+
+def check_world(args, world: distributed.World) -> None:
+    """Several processes: the global --batch_size must divide evenly among them."""
+    if not world.several:
+        return
+    with usage(prefix="--"):
+        distributed.per_process_batch(args.batch_size, world)
 
 
 def check_no_overwrite(args, path: Path) -> None:
@@ -80,7 +105,10 @@ def train_into(args, path: Path, base, model_cfg, train_cfg, settings, device, i
         images, labels = cli_reflow.pairs_for_training(base.model, settings, labels, images.shape[1:], args.seed,
                                                        args.save_dir, device)
         settings["guidance_scale"] = 1.0  # the pairs were drawn with the base's guidance: the model has it built in
-    recipe = " ".join(["python -m course_lib", *args.argv])
+    launcher = "python -m course_lib" if settings["processes"] == 1 else \
+        f"torchrun --nnodes={settings['processes'] // int(os.environ['LOCAL_WORLD_SIZE'])} " \
+        f"--nproc_per_node={os.environ['LOCAL_WORLD_SIZE']} -m course_lib"
+    recipe = " ".join([launcher, *args.argv])
     preset = args.preset or (DEFAULT_PRESET if base is None else base.preset)
     metadata = {"recipe": recipe, "preset": preset, "seed": args.seed, "images": len(images), **settings}
     if init_source is not None:  # a warm start: the recipe of the weights it began from, too
@@ -92,6 +120,8 @@ def train_into(args, path: Path, base, model_cfg, train_cfg, settings, device, i
                                 resume=resume, metadata=metadata)
     except (training.TrainingDiverged, training.CheckpointError) as error:
         raise UsageError(str(error)) from error
+    if not distributed.current().main:
+        return  # process 0 reports
     print(f"trained {result.step} steps in {time.time() - started:.1f} s, "
           f"last-100 loss {sum(result.losses[-100:]) / max(1, len(result.losses[-100:])):.4f}; wrote {path}")
 

@@ -23,9 +23,9 @@ RESUME_TRAIN_FIELDS = ("batch_size", "lr", "seed", "lr_decay_step", "lr_decay_ra
                        "warmup_steps", "grad_clip", "ema_decay", "weight_decay")
 # the settings outside TrainConfig that the command line stores in the metadata (None where a kind has none)
 RESUME_META_FIELDS = ("prediction", "schedule", "num_steps", "limit", "p_uncond", "time_sampling", "loss_weighting",
-                      "reflow", "reflow_sha256", "num_pairs", "pair_steps", "pair_guidance")
+                      "reflow", "reflow_sha256", "num_pairs", "pair_steps", "pair_guidance", "processes")
 # what a field missing from an older checkpoint's metadata meant when that checkpoint was written
-META_DEFAULTS = {"loss_weighting": "uniform"}
+META_DEFAULTS = {"loss_weighting": "uniform", "processes": 1}
 
 
 @dataclass(frozen=True)

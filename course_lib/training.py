@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import math
 import random
+import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,10 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel
 from tqdm.auto import tqdm
 
-from . import config
+from . import config, distributed
 
 # the checkpoint format and its I/O live in checkpoint.py; these names stay importable from here
 from .checkpoint import (  # noqa: F401
@@ -42,6 +44,10 @@ LR_SCHEDULES = ("step", "cosine")
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or Inf; nothing was written after the last good checkpoint."""
+
+
+class ProcessLost(RuntimeError):
+    """Another process of a distributed run stopped (killed, out of memory); the message says what is saved."""
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -141,19 +147,23 @@ def train(model: nn.Module, loss_fn: LossFn, images: torch.Tensor, labels: torch
     :func:`resume_path` of it. With ``resume`` (either file, or what :func:`check_resume` returned)
     the run continues from the last completed epoch with the same optimiser, EMA, schedule and data
     order; a resume that would change the run (:func:`check_resume`) is refused before any step.
+
+    When a process group is up (``torchrun``, :mod:`.distributed`), the model trains with DDP: each process
+    takes its share of every ``cfg.batch_size`` images, and process 0 alone writes ``checkpoint_path``.
     """
     device = torch.device(device)
+    world = distributed.current()
     if resume is not None:  # before any work: the whole saved run must match this one
         resume = check_resume(resume, kind, model_config, cfg, len(images), metadata)
-    run = _Run.build(model, cfg, device, len(images), kind, model_config, metadata)
-    saves = _Saves(checkpoint_path, cfg.save_freq)
+    run = _Run.build(model, cfg, device, len(images), kind, model_config, metadata, world)
+    saves = _Saves(checkpoint_path if world.main else None, cfg.save_freq)  # the other processes never write
     if resume is not None:
         run.restore(resume)
         saves.on_disk = (run.result.epoch, run.result.step, resume.path)
     model.train()
     try:
         with tqdm(total=run.total_steps, initial=min(run.result.step, run.total_steps), leave=False,
-                  disable=config.QUIET or not progress, desc=f"train {kind}") as bar:
+                  disable=config.QUIET or not progress or not world.main, desc=f"train {kind}") as bar:
             while run.result.epoch < cfg.epochs and run.result.step < run.total_steps:
                 if not run.one_epoch(loss_fn, images, labels, bar, on_step, checkpoint_path):
                     break  # max_steps ended the run inside an epoch
@@ -162,6 +172,12 @@ def train(model: nn.Module, loss_fn: LossFn, images: torch.Tensor, labels: torch
         saves.final(run)
     except KeyboardInterrupt:
         raise saves.interrupted(run.result.step) from None
+    except RuntimeError as error:  # a collective that lost its peer: gloo and NCCL raise RuntimeErrors
+        if not world.several or isinstance(error, TrainingDiverged):
+            raise
+        reason = re.sub(r"^\[[^\]]*\]\s*", "", " ".join(str(error).split())).split(". ")[0][:200]  # no source line
+        raise ProcessLost(f"another process of the run stopped ({reason}); {saves.interrupted(run.result.step)}") \
+            from None
     model.eval()
     run.result.ema.eval()
     return run.result
@@ -182,12 +198,19 @@ class _Run:
     total_steps: int
     header: dict  # format, kind, model config: the same in every checkpoint of the run
     metadata: dict
+    world: distributed.World
+    net: nn.Module  # what the loss calls: the model, or its DDP wrapper that averages the gradients
 
     @classmethod
     def build(cls, model, cfg: TrainConfig, device, num_images: int, kind: str, model_config: dict,
-              metadata: dict | None) -> _Run:
+              metadata: dict | None, world: distributed.World | None = None) -> _Run:
+        world = world or distributed.World()
+        distributed.per_process_batch(cfg.batch_size, world)
         generator = seed_everything(cfg.seed)
         model.to(device)
+        net = model  # one process: the plain model, bit for bit the loop without DDP
+        if world.several:  # copies process 0's weights to the others, then averages gradients in backward()
+            net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         steps_per_epoch = -(-num_images // cfg.batch_size)
         total_steps = cfg.epochs * steps_per_epoch
@@ -200,7 +223,7 @@ class _Run:
         ema = make_ema(model, cfg.ema_decay)
         header = {"format": CHECKPOINT_FORMAT, "kind": kind, "model_config": model_config}
         return cls(cfg, device, model, optimizer, schedule, ema, generator, TrainResult(model=model, ema=ema.module),
-                   total_steps, header, metadata or {})
+                   total_steps, header, metadata or {}, world, net)
 
     def restore(self, point: ResumePoint) -> None:
         """Continue from a checked end-of-epoch state: weights, optimiser, schedule, EMA, RNG and losses."""
@@ -214,9 +237,9 @@ class _Run:
 
     def one_epoch(self, loss_fn: LossFn, images, labels, bar, on_step, checkpoint_path) -> bool:
         """One pass over the data in a fresh random order; False if ``max_steps`` ended it early."""
-        order = torch.randperm(len(images), generator=self.generator)
-        for start in range(0, len(images), self.cfg.batch_size):
-            batch = order[start:start + self.cfg.batch_size]
+        order, batch_size = self.epoch_order(len(images))
+        for start in range(0, len(order), batch_size):
+            batch = order[start:start + batch_size]
             x = images[batch].to(self.device)  # (B, C, H, W)
             y = labels[batch].to(self.device)  # (B,)
             loss = self.step(loss_fn, x, y, checkpoint_path)
@@ -226,14 +249,29 @@ class _Run:
                 on_step(self.result.step, loss)
             if self.result.step >= self.total_steps:
                 break
-        return start + self.cfg.batch_size >= len(images)
+        return start + batch_size >= len(order)
+
+    def epoch_order(self, num_images: int) -> tuple[torch.Tensor, int]:
+        """The indices this process takes this epoch, in order, and its batch size.
+
+        One process: a permutation from the run's generator. Several: this process's shard of a permutation
+        seeded by seed + epoch, and its noise generator reseeded by (seed, epoch, rank), so that a resumed
+        run draws what the uninterrupted one drew without saving each process's generator.
+        """
+        if not self.world.several:
+            return torch.randperm(num_images, generator=self.generator), self.cfg.batch_size
+        epoch, rank = self.result.epoch, self.world.rank
+        self.generator.manual_seed(distributed.noise_seed(self.cfg.seed, epoch, rank))
+        order = distributed.shard(num_images, self.cfg.seed, epoch, self.world)
+        return order, distributed.per_process_batch(self.cfg.batch_size, self.world)
 
     def step(self, loss_fn: LossFn, x, y, checkpoint_path) -> float:
         """One optimiser step (clipped gradient, schedule, EMA); a NaN or Inf loss stops the run first."""
-        loss = loss_fn(self.model, x, y, self.generator)
-        if not torch.isfinite(loss):
+        loss = loss_fn(self.net, x, y, self.generator)
+        value = distributed.mean_over_processes(loss, self.world)  # every process sees it, so all stop together
+        if not torch.isfinite(value):
             raise TrainingDiverged(
-                f"loss became {loss.item()} at step {self.result.step} (epoch {self.result.epoch}); training "
+                f"loss became {value.item()} at step {self.result.step} (epoch {self.result.epoch}); training "
                 f"stopped and no checkpoint was written after the last good one"
                 f"{f' ({checkpoint_path})' if checkpoint_path else ''}. Try a lower --lr.")
         self.optimizer.zero_grad(set_to_none=True)
@@ -243,7 +281,7 @@ class _Run:
         self.schedule.step()
         self.ema.update_parameters(self.model)
         self.result.step += 1
-        self.result.losses.append(loss.item())
+        self.result.losses.append(value.item())
         return self.result.losses[-1]
 
     def snapshot(self) -> dict:
