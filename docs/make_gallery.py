@@ -16,7 +16,7 @@ GALLERY = ROOT / "docs" / "gallery"
 # notebook -> ids of the code cells whose first PNG output goes into the gallery
 FIGURES = {
     "01_noise_scheduler": ["40794e9f"],  # the forward process on real digits
-    "02_ddpm_uncond": ["c97a33f9"],  # samples of the shipped unconditional DDPM
+    "02_ddpm_uncond": ["c9127deb"],  # the shipped unconditional DDPM alone and autoguided, same noise
     "03_cfg_cross_attention": ["0d57b3d3", "5360150a"],  # digits x guidance; cross-attention maps
     "04_flow_training": ["409e40d5"],  # a digit along the straight path
     "05_ode_sampling": ["436878ae"],  # Euler and Heun at growing step counts
