@@ -1,5 +1,7 @@
 """What the command-line tests share: the CLI run in a subprocess or in this process, and a tiny training run."""
 
+import hashlib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -46,3 +48,15 @@ def tiny_run(kind: str, folder: Path, *extra, max_steps: int = 2, subprocess_run
     else:
         assert run(*args) == 0
     return folder / cli.CHECKPOINT_NAMES[kind]
+
+
+def snapshot(*folders: Path) -> dict:
+    """Every file under ``folders``: links by target, files by content hash (compare before and after a refusal)."""
+    seen = {}
+    for folder in folders:
+        for path in sorted(Path(folder).rglob("*")):
+            if path.is_symlink():
+                seen[path] = ("link", os.readlink(path))
+            elif path.is_file():
+                seen[path] = ("file", hashlib.sha256(path.read_bytes()).hexdigest())
+    return seen

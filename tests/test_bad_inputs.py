@@ -5,7 +5,6 @@ problem, and every folder the command could touch is byte for byte what it was. 
 exception whose message names the problem, and nothing written either.
 """
 
-import hashlib
 import os
 import pickle
 import zipfile
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_helpers import snapshot
 
 from course_lib import cli, config, data, ddpm, dit, flow, guidance, training
 
@@ -25,20 +25,6 @@ def main(*args) -> int:
         return cli.main([str(a) for a in args])
     except SystemExit as stopped:
         return stopped.code
-
-
-def snapshot(*folders: Path) -> dict:
-    """Every file under ``folders``: links by target, files by content hash."""
-    seen = {}
-    for folder in folders:
-        for path in sorted(Path(folder).rglob("*")):
-            if path.is_symlink():
-                seen[path] = ("link", os.readlink(path))
-            elif path.is_file():
-                seen[path] = ("file", hashlib.sha256(path.read_bytes()).hexdigest())
-            else:
-                seen[path] = ("dir",)
-    return seen
 
 
 class Bomb:

@@ -9,7 +9,6 @@ a kill while an image is written, and the pair cache keyed by its base's content
 """
 
 import fcntl
-import hashlib
 import os
 import signal
 import subprocess
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from cli_helpers import TINY, run, tiny_run
+from cli_helpers import TINY, run, snapshot, tiny_run
 
 from benchmarks import ddpm_recipes, quality, sweep
 from course_lib import checkpoint, cli, cli_checks, cli_reflow, data, evaluation, plots_images, sampling
@@ -28,18 +27,6 @@ TRAIN = ["--preset", "tiny", "--batch_size", "32", "--limit", "64", "--device", 
 RESUME = ["train", "ddpm", *TRAIN, "--epochs", "2"]
 REFLOW = ["train", "flow", "--reflow", "{flow}", "--num_pairs", "8", "--epochs", "1", "--batch_size", "4",
           "--max_steps", "2", "--limit", "64", "--device", "cpu"]
-
-
-def snapshot(*folders: Path) -> dict:
-    """Every file under ``folders`` by content hash (links by target)."""
-    seen = {}
-    for folder in folders:
-        for path in sorted(Path(folder).rglob("*")):
-            if path.is_symlink():
-                seen[path] = ("link", os.readlink(path))
-            elif path.is_file():
-                seen[path] = hashlib.sha256(path.read_bytes()).hexdigest()
-    return seen
 
 
 def save_variant(path: Path, payload: dict) -> Path:
