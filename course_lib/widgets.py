@@ -4,7 +4,7 @@ Every explorer is an :class:`Explorer`: a row of controls above an output area. 
 calls a ``draw(**values) -> Figure`` function with the current values of all controls; the
 explorer displays the figure and keeps it in ``explorer.figure`` (so tests and readers can
 inspect what is on screen). A new explorer is a function that builds its controls and its
-``draw`` and returns ``Explorer(controls, draw)``; see :func:`timestep_explorer`.
+``draw`` and returns ``Explorer(controls, draw, noise=noise)``; see :func:`timestep_explorer`.
 """
 
 from __future__ import annotations
@@ -29,43 +29,71 @@ def fixed_noise(model, count: int, seed: int) -> torch.Tensor:
 
 
 class Explorer(widgets.VBox):
-    """Controls (name -> widget) above an output area redrawn by ``draw(**values)``."""
+    """Controls (name -> widget) above an output area redrawn by ``draw(**values)``.
 
-    def __init__(self, controls: dict[str, widgets.ValueWidget], draw: Callable[..., plt.Figure]):
+    ``draw`` returns the figure, or ``(figure, images)`` to keep the samples on screen in
+    ``explorer.images``. Keyword arguments (``noise=...``) become attributes before the first draw, so
+    ``draw`` may read them and the caller gets them back. Display the explorer once: it is the only
+    figure of its cell.
+    """
+
+    def __init__(self, controls: dict[str, widgets.ValueWidget], draw: Callable[..., plt.Figure], **kept):
         super().__init__()
         self.controls = controls
         self.draw = draw
         self.figure: plt.Figure | None = None
+        self.images = None
+        self.start: dict | None = None  # the values of the first draw: the starting state
+        for name, value in kept.items():
+            setattr(self, name, value)
         # interactive_output calls _redraw once now, then again whenever a control changes
         output = widgets.interactive_output(self._redraw, controls)
         self.children = (widgets.HBox(list(controls.values())), output)
 
     def _redraw(self, **values) -> None:
-        figure = self.draw(**values)
-        self.figure = figure
-        display(figure)
-        plt.close(figure)  # shown once, in the output area, not again at the end of the cell
+        drawn = self.draw(**values)
+        self.figure, self.images = drawn if isinstance(drawn, tuple) else (drawn, self.images)
+        self.start = values if self.start is None else self.start
+        display(self.figure)  # in the output area, the live picture; figures are closed in pyplot already
 
-    # What a saved notebook shows. A live Jupyter shows the widget itself; a notebook opened without
-    # a running kernel (untrusted, or on a web page) cannot, and falls back to another entry of this
-    # bundle: the picture of the current state, or a line saying what the cell does; never the raw
-    # ``Explorer(children=(HBox(...`` repr.
+    # What a saved notebook shows. A live Jupyter shows the widget itself (one figure, the live one);
+    # a renderer without a kernel or without widget support (GitHub, nbconvert, the website) falls back
+    # to another entry of this bundle: the picture of the state it was displayed in, captioned as such;
+    # never the raw ``Explorer(children=(HBox(...`` repr.
     PLACEHOLDER = "[interactive explorer: run this cell in Jupyter to move its controls]"
 
     def __repr__(self) -> str:
         return self.PLACEHOLDER
 
+    def caption(self) -> str:
+        """The picture's caption: the controls' values, e.g. "starting state: step = 250"."""
+        values = {name: control.value for name, control in self.controls.items()}
+        state = ", ".join(f"{self.controls[name].description or name} = {value:g}" if isinstance(value, float)
+                          else f"{self.controls[name].description or name} = {value}" for name, value in values.items())
+        when = "starting state" if values == self.start else "state when displayed"
+        return f"Interactive explorer, {when}: {state}. Its controls move in Jupyter, with a running kernel."
+
     def _repr_mimebundle_(self, **kwargs) -> dict:
         bundle = super()._repr_mimebundle_(**kwargs)
-        bundle["text/plain"] = self.PLACEHOLDER
+        bundle["text/plain"] = self.caption()
         if self.figure is not None:
-            import base64
-            import io
-
-            buffer = io.BytesIO()
-            self.figure.savefig(buffer, format="png", dpi=plotting.FIGURE_DPI, bbox_inches="tight")
-            bundle["image/png"] = base64.b64encode(buffer.getvalue()).decode("ascii")
+            bundle["image/png"] = self.picture()
         return bundle
+
+    def picture(self) -> str:
+        """The figure on screen as a base64 PNG, with :meth:`caption` written under it."""
+        import base64
+        import io
+
+        width = self.figure.get_figwidth()
+        text = self.figure.text(0.5, -0.01, plotting.wrap(self.caption(), width, 8), ha="center", va="top",
+                                fontsize=8, style="italic")
+        buffer = io.BytesIO()
+        try:
+            self.figure.savefig(buffer, format="png", dpi=plotting.FIGURE_DPI, bbox_inches="tight")
+        finally:
+            text.remove()  # the figure itself stays as drawn
+        return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def timestep_explorer(image: torch.Tensor, scheduler, step: int = 0, seed: int = 0,
@@ -87,9 +115,7 @@ def timestep_explorer(image: torch.Tensor, scheduler, step: int = 0, seed: int =
         x_t, _ = scheduler.noise_image(image, step, noise=noise)
         return plotting.timestep_figure(x_t[0], scheduler, step)
 
-    explorer = Explorer({"step": slider}, draw)
-    explorer.noise = noise
-    return explorer
+    return Explorer({"step": slider}, draw, noise=noise)
 
 
 def sampling_steps_explorer(model, scheduler, prediction: str = "eps", num_images: int = 16,
@@ -121,9 +147,7 @@ def sampling_steps_explorer(model, scheduler, prediction: str = "eps", num_image
         title = f"DDIM {steps} step{'' if steps == 1 else 's'} (NFE {steps}): {seconds:.2f} s"
         return plotting.compare_grids({title: images}, size=3.5)
 
-    explorer = Explorer({"steps": slider}, draw)
-    explorer.noise = noise
-    return explorer
+    return Explorer({"steps": slider}, draw, noise=noise)
 
 
 def noise_level_explorer(model, labels, guidance_scale=None, num_samples: int = 8, num_steps: int = 16,
@@ -149,24 +173,19 @@ def noise_level_explorer(model, labels, guidance_scale=None, num_samples: int = 
                                  continuous_update=False, style={"description_width": "initial"},
                                  layout=widgets.Layout(width="420px"))
 
-    def draw(gamma: float) -> plt.Figure:
+    def draw(gamma: float) -> tuple[plt.Figure, torch.Tensor]:
         started = time.perf_counter()
         images = flow.sample_sde(model, x_1.shape, num_steps, float(gamma), repeated, guidance_scale,
                                  torch.Generator().manual_seed(seed + 1), device, x_1)
         seconds = time.perf_counter() - started
-        shown["images"] = images
-        if "explorer" in shown:
-            shown["explorer"].images = images
         rows = {f"digit {label}": images[i * num_samples:(i + 1) * num_samples]
                 for i, label in enumerate(labels.tolist())}
         kind = "Euler ODE" if gamma == 0 else "SDE"
-        return plotting.same_noise_grid(rows, f"{kind}, γ = {gamma:g}, {num_steps} steps: {num_samples} samples "
-                                              f"from one noise per row ({seconds:.1f} s)")
+        title = (f"{kind}, γ = {gamma:g}, {num_steps} steps: {num_samples} samples from one noise per row "
+                 f"({seconds:.1f} s)")
+        return plotting.same_noise_grid(rows, title), images
 
-    shown = {}  # the constructor draws once before ``explorer`` exists; later draws update it
-    explorer = Explorer({"gamma": slider}, draw)
-    explorer.noise, explorer.images, shown["explorer"] = noise, shown["images"], explorer
-    return explorer
+    return Explorer({"gamma": slider}, draw, noise=noise)
 
 
 def guidance_explorer(model, scheduler, prediction: str = "v", digit: int = 4, guidance_scale: float = 1.0,
@@ -190,23 +209,17 @@ def guidance_explorer(model, scheduler, prediction: str = "v", digit: int = 4, g
     slider = widgets.FloatSlider(value=guidance_scale, min=0.0, max=max_guidance, step=0.05, description="guidance",
                                  continuous_update=False, layout=widgets.Layout(width="380px"))
 
-    def draw(digit: int, guidance_scale: float) -> plt.Figure:
+    def draw(digit: int, guidance_scale: float) -> tuple[plt.Figure, torch.Tensor]:
         started = time.perf_counter()
         labels = torch.full((len(noise),), digit, device=device)
         images = ddpm.sample_ddim(model, scheduler, noise.shape, steps, labels=labels,
                                   guidance_scale=float(guidance_scale), device=device, prediction=prediction,
                                   x_T=noise)
         seconds = time.perf_counter() - started
-        shown["images"] = images
-        if "explorer" in shown:
-            shown["explorer"].images = images
         title = f"digit {digit}, guidance {guidance_scale:g}: DDIM {steps} steps ({seconds:.1f} s)"
-        return plotting.compare_grids({title: images}, nrow=min(4, len(images)), size=3.5)
+        return plotting.compare_grids({title: images}, nrow=min(4, len(images)), size=3.5), images
 
-    shown = {}  # the constructor draws once before ``explorer`` exists; later draws update it
-    explorer = Explorer({"digit": digits, "guidance_scale": slider}, draw)
-    explorer.noise, explorer.images, shown["explorer"] = noise, shown["images"], explorer
-    return explorer
+    return Explorer({"digit": digits, "guidance_scale": slider}, draw, noise=noise)
 
 
 def flow_steps_explorer(model, labels, guidance_scale=None, steps: int = 4, method: str = "heun",
@@ -234,20 +247,14 @@ def flow_steps_explorer(model, labels, guidance_scale=None, steps: int = 4, meth
                                layout=widgets.Layout(width="380px"))
     toggle = widgets.ToggleButtons(options=list(methods), value=method, style={"button_width": "auto"})
 
-    def draw(steps: int, method: str) -> plt.Figure:
+    def draw(steps: int, method: str) -> tuple[plt.Figure, torch.Tensor]:
         started = time.perf_counter()
         images = flow.sample_ode(model, noise.shape, steps, method, labels, guidance_scale, device=device, x_1=noise)
         seconds = time.perf_counter() - started
-        shown["images"] = images
-        if "explorer" in shown:
-            shown["explorer"].images = images
         title = f"{method}, {steps} step{'s' if steps > 1 else ''} = {flow.nfe(method, steps)} NFE ({seconds:.2f} s)"
-        return plotting.wide_grid(images, title, nrow=min(10, len(images)))
+        return plotting.wide_grid(images, title, nrow=min(10, len(images))), images
 
-    shown = {}  # the constructor draws once before ``explorer`` exists; later draws update it
-    explorer = Explorer({"steps": slider, "method": toggle}, draw)
-    explorer.noise, explorer.images, shown["explorer"] = noise, shown["images"], explorer
-    return explorer
+    return Explorer({"steps": slider, "method": toggle}, draw, noise=noise)
 
 
 def reflow_explorer(models: dict, labels, guidance_scales: dict | None = None, steps: int = 1, max_steps: int = 16,
@@ -268,18 +275,13 @@ def reflow_explorer(models: dict, labels, guidance_scales: dict | None = None, s
                                continuous_update=False, style={"description_width": "initial"},
                                layout=widgets.Layout(width="380px"))
 
-    def draw(steps: int) -> plt.Figure:
+    def draw(steps: int) -> tuple[plt.Figure, dict]:
         started = time.perf_counter()
         rows = {name: flow.sample_ode(model, noise.shape, steps, "euler", labels, scales[name], device=device,
                                       x_1=noise) for name, model in models.items()}
         seconds = time.perf_counter() - started
-        shown["images"] = rows
-        if "explorer" in shown:
-            shown["explorer"].images = rows
-        return plotting.same_noise_grid(rows, f"Euler, {steps} step{'s' if steps > 1 else ''} = {steps} NFE, "
-                                              f"same noise in every row ({seconds:.2f} s)")
+        title = (f"Euler, {steps} step{'s' if steps > 1 else ''} = {steps} NFE, same noise in every row "
+                 f"({seconds:.2f} s)")
+        return plotting.same_noise_grid(rows, title), rows
 
-    shown = {}  # the constructor draws once before ``explorer`` exists; later draws update it
-    explorer = Explorer({"steps": slider}, draw)
-    explorer.noise, explorer.images, shown["explorer"] = noise, shown["images"], explorer
-    return explorer
+    return Explorer({"steps": slider}, draw, noise=noise)

@@ -4,6 +4,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
@@ -75,20 +76,90 @@ def test_timestep_figure_keeps_its_layout_and_readable_text_at_every_step(digit)
     assert all(layout == layouts[0] for layout in layouts), layouts
 
 
-def test_a_saved_explorer_shows_a_picture_and_a_sentence_not_its_repr(digit):
-    """Without a live kernel, Jupyter falls back from the widget to the bundle's other entries."""
+def _png(bundle):
     import base64
     import io
 
     from PIL import Image
 
+    return Image.open(io.BytesIO(base64.b64decode(bundle["image/png"])))
+
+
+def test_a_saved_explorer_shows_a_captioned_picture_and_a_sentence_not_its_repr(digit):
+    """Without a live kernel (GitHub, nbconvert, the website), renderers fall back from the widget to the
+    bundle's other entries: the picture of the starting state, captioned as such, and a sentence."""
     explorer = widgets.timestep_explorer(digit, ddpm.NoiseScheduler(), step=250)
     bundle = explorer._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in bundle  # a live kernel still gets the slider
-    assert bundle["text/plain"] == repr(explorer) == widgets.Explorer.PLACEHOLDER
+    assert repr(explorer) == widgets.Explorer.PLACEHOLDER
+    assert bundle["text/plain"].startswith("Interactive explorer, starting state: step = 250.")
     assert "Explorer(children" not in bundle["text/plain"]
-    picture = Image.open(io.BytesIO(base64.b64decode(bundle["image/png"])))
+    picture = _png(bundle)
     assert picture.format == "PNG" and picture.width > 500  # the starting state, at the figure's size
+    # the caption is written under the figure: the picture is taller than the figure saved alone, and its
+    # last rows hold dark text on white
+    import io
+
+    from PIL import Image
+
+    alone = io.BytesIO()
+    explorer.figure.savefig(alone, format="png", dpi=plotting.FIGURE_DPI, bbox_inches="tight")
+    assert picture.height > Image.open(alone).height + 8 and picture.width >= Image.open(alone).width
+    bottom = np.asarray(picture.convert("L"))[-12:]
+    assert bottom.min() < 100 and (bottom > 200).mean() > 0.8
+    assert explorer.figure.texts == []  # the caption is not left on the live figure
+
+
+def test_the_caption_names_every_control_and_says_when_the_state_is_not_the_start(digit):
+    explorer = widgets.timestep_explorer(digit, ddpm.NoiseScheduler(), step=250)
+    explorer.controls["step"].value = 600
+    assert explorer._repr_mimebundle_()["text/plain"].startswith("Interactive explorer, state when displayed: step = 600")
+    explorer.controls["step"].value = 250
+    assert "starting state: step = 250" in explorer.caption()
+
+
+def _toy_explorer(keep_images: bool):
+    """An Explorer over a fake sampler: two controls, draws counted, images kept when ``keep_images``."""
+    import ipywidgets
+
+    calls = []
+
+    def draw(level: float, name: str):
+        calls.append((level, name))
+        images = torch.full((4, 1, 8, 8), level - 1.0)
+        fig = plotting.compare_grids({f"{name}: {level:g}": images})
+        return (fig, images) if keep_images else fig
+
+    controls = {"level": ipywidgets.FloatSlider(value=0.5, min=0.0, max=2.0, description="level"),
+                "name": ipywidgets.Dropdown(options=["a", "b"], value="a")}
+    return widgets.Explorer(controls, draw, noise=torch.zeros(4, 1, 8, 8)), calls
+
+
+def test_each_draw_displays_exactly_one_figure_the_live_one(monkeypatch):
+    """One explorer, one figure: each redraw displays only its new figure in the output area."""
+    from matplotlib.figure import Figure
+
+    shown = []
+    monkeypatch.setattr(widgets, "display", lambda *objects, **kwargs: shown.extend(objects))
+    explorer, calls = _toy_explorer(keep_images=True)
+    assert len(calls) == 1 and len(shown) == 1 and shown[0] is explorer.figure
+    explorer.controls["level"].value = 1.5
+    assert len(calls) == 2 and len(shown) == 2 and shown[-1] is explorer.figure
+    assert all(isinstance(item, Figure) for item in shown)
+    bundle = explorer._repr_mimebundle_()
+    assert sum(mime.startswith("image/") for mime in bundle) == 1  # one fallback picture, no second copy
+    assert bundle["text/plain"].startswith("Interactive explorer, state when displayed: level = 1.5, name = a")
+
+
+def test_the_explorer_keeps_its_attributes_and_the_images_of_every_draw_from_the_first():
+    """The constructor's first draw already fills ``images`` (no ``shown = {}`` dance in each explorer)."""
+    explorer, _ = _toy_explorer(keep_images=True)
+    assert explorer.noise.shape == (4, 1, 8, 8)
+    torch.testing.assert_close(explorer.images, torch.full((4, 1, 8, 8), -0.5))
+    explorer.controls["level"].value = 2.0
+    torch.testing.assert_close(explorer.images, torch.full((4, 1, 8, 8), 1.0))
+    plain, _ = _toy_explorer(keep_images=False)  # a draw that returns only its figure keeps no images
+    assert plain.images is None and plain.figure is not None
 
 
 # ---------------------------------------------------------------------------- sampling steps
