@@ -151,3 +151,101 @@ def test_step_histogram_draws_one_normalised_histogram_per_law_and_the_signal_cu
     heights = [patch.get_path().vertices[:, 1].max() for patch in ax.patches]
     assert heights[0] == pytest.approx(1 / 1000, rel=0.01) and heights[1] == pytest.approx(40 / 1000, rel=0.01)
     torch.testing.assert_close(torch.as_tensor(right.lines[0].get_ydata()), scheduler.alpha_bars.cpu().sqrt())
+
+
+# ---------------------------------------------------------------------------- legibility (issue 28)
+def _pixel_boxes(fig, *artists):
+    """Where each of ``artists`` lands in the figure, in pixels, after one draw (figures from plotting.figure
+    are detached from pyplot: they get an Agg canvas here)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return [artist.get_window_extent(canvas.get_renderer()) for artist in artists]
+
+
+@pytest.mark.parametrize("n_rows", [1, 2, 4, 9, 16])
+def test_same_noise_grid_title_stays_clear_of_the_images_at_any_number_of_rows(n_rows):
+    """The title once sat on the first row of a tall grid (notebooks 05 and 07): margins are now inches."""
+    rows = {f"row {r}": digits(10, seed=r) for r in range(n_rows)}
+    fig = plotting.same_noise_grid(rows, "the same ten noise images, solved with more and more steps", cell=0.7)
+    names = [ax.yaxis.label for ax in fig.axes[::10]]
+    title, *boxes = _pixel_boxes(fig, fig._suptitle, *fig.axes, *names)
+    assert title.y1 <= fig.bbox.y1  # inside the figure
+    assert all(title.y0 > box.y1 for box in boxes[:len(fig.axes)]), "the title overlaps the first row"
+    assert [name.get_text() for name in names] == [f"row {r}" for r in range(n_rows)]
+    assert all(box.x0 >= 0 for box in boxes[len(fig.axes):])  # row names left of their row, inside the figure
+
+
+def test_a_long_title_wraps_and_still_clears_a_narrow_grid():
+    fig = plotting.same_noise_grid({"base": digits(3), "reflow": digits(3, seed=1)},
+                                   "Euler, 16 steps = 16 NFE, same noise in every row (0.35 s)")
+    title, *boxes = _pixel_boxes(fig, fig._suptitle, *fig.axes)
+    assert "\n" in fig._suptitle.get_text()
+    assert title.x0 >= 0 and title.x1 <= fig.bbox.x1 and title.y1 <= fig.bbox.y1
+    assert all(title.y0 > box.y1 for box in boxes)
+
+
+def test_sample_histograms_draws_one_panel_per_set_each_with_the_target_density():
+    """Three histograms overlaid were one blob (notebook 06): now one panel each, sharing the axes."""
+    g = torch.Generator().manual_seed(0)
+    samples = {name: 0.5 + 0.3 * torch.randn(5000, generator=g) for name in ("ODE", "SDE γ = 1", "SDE γ = 2")}
+    fig = plotting.sample_histograms(samples, 0.5, 0.3, title="5,000 samples each")
+    assert len(fig.axes) == 3
+    for ax, name in zip(fig.axes, samples, strict=True):
+        assert ax.get_title().startswith(name) and ax.patches and len(ax.lines) == 1
+        assert ax.get_xlabel() == "value"
+    assert len({ax.patches[0].get_facecolor() for ax in fig.axes}) == 3  # a colour each
+    labels = [text.get_text() for text in fig.axes[0].get_legend().get_texts()]
+    assert labels == ["samples", "N(0.50, 0.30²)"] and fig.axes[0].get_ylabel() == "density"
+
+
+def test_quality_against_keeps_equal_series_visible_side_by_side():
+    """Notebook 07: the reflow line (same accuracy) hid the base line. Each series has its own marker and
+    line style and is drawn a few points sideways; the data themselves are unchanged."""
+    series = {"base": [(1, 0.995, 1100.0), (2, 1.0, 90.0), (4, 1.0, 43.0)],
+              "reflow": [(1, 0.995, 48.0), (2, 1.0, 52.0), (4, 1.0, 58.0)]}
+    fig = plotting.quality_against(series, "NFE", floor=36.6, log_x=True, n=200)
+    left, right = fig.axes
+    base, reflow = left.containers[0].lines[0], left.containers[1].lines[0]
+    assert list(base.get_ydata()) == list(reflow.get_ydata()) == pytest.approx([99.5, 100.0, 100.0])
+    assert (base.get_marker(), base.get_linestyle()) != (reflow.get_marker(), reflow.get_linestyle())
+    _pixel_boxes(fig, left)  # drawn once: the transforms know the figure's size
+    on_screen = [line.get_transform().transform(line.get_xydata()) for line in (base, reflow)]
+    gaps = on_screen[1][:, 0] - on_screen[0][:, 0]  # pixels between the two series at each x
+    assert (gaps > 2).all() and (gaps < 15).all()
+    for ax in (left, right):
+        assert {"base", "reflow"} <= {text.get_text() for text in ax.get_legend().get_texts()}
+
+
+STEPS = {"uniform": torch.arange(1000), "early": torch.full((1000,), 100)}
+PAIR = {"a": [1.0, 0.5], "b": [2.0, 1.0]}
+SERIES_FIGURES = {  # every plotting function that can draw several series, with two
+    "schedule_curves": lambda: plotting.schedule_curves({"linear": ddpm.NoiseScheduler(),
+                                                          "cosine": ddpm.NoiseScheduler(schedule="cosine")}),
+    "step_histogram": lambda: plotting.step_histogram(STEPS, ddpm.NoiseScheduler()),
+    "prediction_error_scales": lambda: plotting.prediction_error_scales(ddpm.NoiseScheduler()),
+    "loss_curve": lambda: plotting.loss_curve([1.0] * 30, smooth=5),
+    "loss_by_time": lambda: plotting.loss_by_time([0.25, 0.75], PAIR),
+    "error_against_steps": lambda: plotting.error_against_steps([1, 2], PAIR),
+    "quality_against": lambda: plotting.quality_against({"x": [(1, 0.5, 9.0)], "y": [(1, 0.6, 8.0)]}, "NFE"),
+    "sample_histograms": lambda: plotting.sample_histograms({"a": torch.randn(100), "b": torch.randn(100)}, 0.0, 1.0),
+    "paths_1d": lambda: plotting.paths_1d([1.0, 0.0], {"p": torch.zeros(2, 3)}, labels=["i", "j", "k"]),
+    "trajectories_2d": lambda: plotting.trajectories_2d({"p": torch.zeros(2, 3, 2)}),
+    "guidance_tradeoff": lambda: plotting.guidance_tradeoff([0, 1], [0.5, 0.9], [3.0, 2.0], 3.5, [9.0, 8.0], 2.0),
+}
+
+
+@pytest.mark.parametrize("name", list(SERIES_FIGURES))
+def test_every_figure_with_several_series_has_a_legend_and_labelled_axes(name):
+    fig = SERIES_FIGURES[name]()
+    legends = [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
+    assert legends, f"{name}: several series and no legend"
+    in_legends = {text.get_text() for legend in legends for text in legend.get_texts()}
+    for ax in fig.axes:
+        named = {artist.get_label() for artist in (*ax.lines, *ax.patches, *ax.containers)
+                 if not str(artist.get_label()).startswith("_")}
+        assert named <= in_legends | {ax.get_title()}, f"{name}: series {named - in_legends} not in a legend"
+        twin = any(other is not ax and other.get_xlabel() for other in ax.get_shared_x_axes().get_siblings(ax))
+        if (ax.lines or ax.patches or ax.containers) and not twin:
+            assert ax.get_xlabel(), f"{name}: an axes with no x label"
