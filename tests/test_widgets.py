@@ -113,7 +113,8 @@ def test_a_saved_explorer_shows_a_captioned_picture_and_a_sentence_not_its_repr(
 def test_the_caption_names_every_control_and_says_when_the_state_is_not_the_start(digit):
     explorer = widgets.timestep_explorer(digit, ddpm.NoiseScheduler(), step=250)
     explorer.controls["step"].value = 600
-    assert explorer._repr_mimebundle_()["text/plain"].startswith("Interactive explorer, state when displayed: step = 600")
+    caption = explorer._repr_mimebundle_()["text/plain"]
+    assert caption.startswith("Interactive explorer, state when displayed: step = 600")
     explorer.controls["step"].value = 250
     assert "starting state: step = 250" in explorer.caption()
 
