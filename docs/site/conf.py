@@ -64,11 +64,12 @@ WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
 def caption_explorers(app, doctree):
-    """Caption each widget's stored picture as its starting state; drop widgets that stored no picture.
+    """Caption each widget's stored picture as a still of an explorer; drop widgets that stored no picture.
 
-    An explorer's output holds the widget view and a PNG of its first figure; the site shows the PNG
-    (nb_mime_priority_overrides), which without a caption reads as a finished figure. A widget with no
-    picture (a tqdm progress bar) would show only its text fallback, a bar frozen at 0 %.
+    An explorer's output holds the widget view and a PNG of its starting state, which names the
+    controls' values in a line written under the figure (course_lib.widgets.Explorer.picture); the
+    site shows the PNG (nb_mime_priority_overrides) and says here how to move the controls. A widget
+    with no picture (a tqdm progress bar) would show only its text fallback, a bar frozen at 0 %.
     """
     bundles = [node for node in doctree.findall(nodes.container) if node.get("nb_element") == "mime_bundle"]
     for bundle in bundles:
@@ -77,8 +78,8 @@ def caption_explorers(app, doctree):
             continue
         if any(mime_type.startswith("image/") for mime_type in mime_types):
             caption = nodes.paragraph(
-                "", "", nodes.Text("Above: the starting state of this interactive explorer, as the notebook stores "
-                                   "it. Its controls need a running kernel: open the chapter in JupyterLab ("),
+                "", "", nodes.Text("Above: a still of an interactive explorer, in its starting state. Its controls "
+                                   "need a running kernel: open the chapter in JupyterLab ("),
                 nodes.literal(text="make book"), nodes.Text(") to move them."), classes=["explorer-caption"])
             bundle.parent.insert(bundle.parent.index(bundle) + 1, caption)
         else:
