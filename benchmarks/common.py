@@ -11,7 +11,7 @@ import torch
 
 from course_lib import checkpoint
 from course_lib.cli import terminate_as_interrupt
-from course_lib.cli_checks import UsageError, check_can_write_into, reported_writes, run_lock
+from course_lib.cli.checks import UsageError, check_can_write_into, reported_writes, run_lock
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
@@ -126,7 +126,7 @@ class CheckpointUpdate:
 
 
 def harness(sample, img_size: int = 32):
-    """A :class:`course_lib.sampling.Sampler` as the quality harness wants it: ``(n, generator) ->
+    """A :class:`course_lib.cli.sampling.Sampler` as the quality harness wants it: ``(n, generator) ->
     (images, labels, nfe)``; a conditional one draws the digits 0-9 in turn, at its guidance scale."""
     def sampler(n: int, generator: torch.Generator):
         labels = torch.arange(n) % 10 if sample.conditional else None

@@ -16,8 +16,9 @@ import sys
 from pathlib import Path
 
 from benchmarks.common import harness, main_of, markdown_table, record
-from course_lib import checkpoint, cli, config, evaluation, sampling
-from course_lib.cli_checks import reported_writes, resolve_device, usage
+from course_lib import checkpoint, cli, config, evaluation
+from course_lib.cli import sampling
+from course_lib.cli.checks import reported_writes, resolve_device, usage
 
 HEADER = ["checkpoint", "preset", "patch", "schedule", "time sampling", "prediction", "steps", "DDIM", "N",
           "Fréchet", "± SE", "floor at N", "confidence", "digit share min–max"]
@@ -61,7 +62,7 @@ def main(argv=None) -> int:
 
 def recipes(args) -> None:
     device = resolve_device(args.device)
-    with usage({"num_steps": "--steps", "steps": "--steps"}):  # every checkpoint checked before the first sample
+    with usage():  # every checkpoint checked before the first sample
         samplers = [sampler_of(path, args.steps, device) for path in args.ckpts]
     config.configure_threads()
     table = markdown_table(HEADER, [row(path, payload, sample, args.steps, args.n)

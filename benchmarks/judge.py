@@ -11,7 +11,7 @@ import time
 import torch
 
 from benchmarks.common import markdown_table, record
-from course_lib import config, data, evaluation, training
+from course_lib import checkpoint, config, data, evaluation
 
 
 def main(argv=None) -> None:
@@ -24,7 +24,7 @@ def main(argv=None) -> None:
     started = time.perf_counter()
     accuracy = evaluation.class_accuracy(images, labels)
     seconds = time.perf_counter() - started
-    meta = training.load_checkpoint(evaluation.JUDGE_PATH, kind="judge")["metadata"]
+    meta = checkpoint.load_checkpoint(evaluation.JUDGE_PATH, kind="judge")["metadata"]
     rows = [["test accuracy (10,000 images)", f"{accuracy:.4f}", f"{seconds:.1f} s"]]
     for n in args.n:
         started = time.perf_counter()

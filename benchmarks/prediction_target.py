@@ -15,7 +15,8 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import harness, markdown_table, record
-from course_lib import config, data, ddpm, dit, evaluation, plotting, sampling, training
+from course_lib import config, data, ddpm, dit, evaluation, plotting, training
+from course_lib.cli import sampling
 
 
 def main(argv=None) -> None:
@@ -40,14 +41,13 @@ def main(argv=None) -> None:
         model = dit.DiT(dit.preset(args.preset))
         cfg = training.TrainConfig(epochs=100, batch_size=args.batch_size, max_steps=args.steps, seed=0)
         started = time.perf_counter()
-        result = training.train(model, lambda m, x, y, g, p=prediction: ddpm.loss(m, x, None, scheduler, g, p),
-                                images, labels, cfg, device, kind="ddpm", model_config=model.cfg.to_dict(),
-                                progress=False)
+        result = training.train(model, lambda m, batch, g, p=prediction: ddpm.loss(m, batch[0], None, scheduler, g, p),
+                                (images, labels), cfg, device, progress=False)
         seconds = time.perf_counter() - started
 
         # what a checkpoint of this run would record, so make_sampler samples as infer would
         trained = {"kind": "ddpm", "metadata": {"prediction": prediction, "schedule": scheduler.schedule,
-                                                "num_steps": scheduler.num_timesteps}}
+                                                "num_timesteps": scheduler.num_timesteps}}
         sampler = harness(sampling.make_sampler(result.ema, trained, "ddim", args.ddim_steps, device=device))
         r = evaluation.measure_quality(sampler, args.n)
         if args.grids is not None:

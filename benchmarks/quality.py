@@ -17,8 +17,9 @@ import sys
 from pathlib import Path
 
 from benchmarks.common import CheckpointUpdate, harness, main_of, markdown_table, record
-from course_lib import checkpoint, cli, config, evaluation, sampling
-from course_lib.cli_checks import UsageError, reported_writes, resolve_device, usage
+from course_lib import checkpoint, cli, config, evaluation
+from course_lib.cli import sampling
+from course_lib.cli.checks import UsageError, reported_writes, resolve_device, usage
 
 HEADER = ["model", "sampler", "NFE", "N", "class acc.", "Fréchet", "floor at N", "confidence",
           "digit share min–max", "images/s", "seconds"]
@@ -73,7 +74,7 @@ def quality(args) -> None:
         else:
             # the checkpoint's own schedule, T and prediction (a checkpoint without them is refused);
             # a conditional model draws the digits 0-9 in turn at its recommended guidance
-            with usage({"num_steps": "--steps", "steps": "--steps"}):
+            with usage():
                 model, payload = checkpoint.load_model(args.ckpt, args.kind, device)
                 for steps in [None] if args.sampler == "ddpm" else args.steps:
                     sample = sampling.make_sampler(model, payload, args.sampler, steps, device=device, path=args.ckpt)

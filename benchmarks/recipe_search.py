@@ -24,7 +24,9 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import harness, markdown_table, record
-from course_lib import checkpoint, cli, cli_train, config, dit, evaluation, sampling, training
+from course_lib import checkpoint, cli, config, dit, evaluation, training
+from course_lib.cli import sampling
+from course_lib.cli import train as cli_train
 
 COMMON = ["--lr", "2e-3", "--seed", "0", "--ema_decay", "0.999"]
 # name -> (what it tests, train options beyond COMMON); A is the shipped models' recipe shape
@@ -83,9 +85,8 @@ def measure_speed(kind: str, opts: list[str], device, steps: int = 20, warm: int
     labels = torch.arange(len(images)) % 10
     model = dit.DiT(model_cfg)
     stamps = {}
-    training.train(model, cli_train.objective(kind, settings, device), images, labels, train_cfg, device, kind=kind,
-                   model_config=model_cfg.to_dict(), progress=False,
-                   on_step=lambda step, _: stamps.__setitem__(step, time.perf_counter()))
+    training.train(model, cli_train.objective(kind, settings, device), (images, labels), train_cfg, device,
+                   progress=False, on_step=lambda step, _: stamps.__setitem__(step, time.perf_counter()))
     return steps / (stamps[warm + steps] - stamps[warm]), dit.count_parameters(model)
 
 
@@ -117,7 +118,7 @@ def run(kind: str, name: str, what: str, opts: list[str], speed: float, params: 
     if code:
         raise SystemExit(f"candidate {name} failed to train (exit {code})")
     trained_minutes = (time.time() - started) / 60
-    rows = judge(kind, out / cli.CHECKPOINT_NAMES[kind], device, n)
+    rows = judge(kind, out / cli_train.CHECKPOINT_NAMES[kind], device, n)
     result = {"kind": kind, "candidate": name, "what": what, "options": opts, "params": params,
               "steps_per_s": speed, "minutes": trained_minutes, "steps": steps, "images": steps * batch,
               "rows": rows}

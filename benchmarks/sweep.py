@@ -31,8 +31,9 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import CheckpointUpdate, check_output_file, harness, main_of, markdown_table, record
-from course_lib import checkpoint, cli, config, evaluation, guidance, sampling
-from course_lib.cli_checks import UsageError, reported_writes, resolve_device, usage
+from course_lib import checkpoint, cli, config, evaluation, guidance
+from course_lib.cli import sampling
+from course_lib.cli.checks import UsageError, reported_writes, resolve_device, usage
 
 GUIDANCE_SCALES = (0.0, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0)
 NFES = (1, 2, 4, 8, 16, 32, 64)
@@ -146,7 +147,7 @@ def check_options(args) -> None:
     if args.choose and args.n < MIN_CHOOSE_N:
         raise UsageError(f"--n {args.n}: --choose needs at least {MIN_CHOOSE_N} images per row; below that the "
                          f"Fréchet distance's error is as large as the differences it would choose between")
-    with usage({"guidance_scale": "--scales"}):  # a bad scale is refused before any checkpoint is loaded
+    with usage():  # a bad scale is refused before any checkpoint is loaded
         for scale in args.scales:
             guidance.check_guidance_scale(scale)
     check_output_file(args.json, "--json", args.overwrite)
@@ -209,7 +210,7 @@ def sweep(args) -> None:
     with contextlib.ExitStack() as stack:
         update = stack.enter_context(CheckpointUpdate(args.ckpt)) if args.choose else None
         device = resolve_device(args.device)
-        with usage({"num_steps": "--steps", "steps": "--steps", "guidance_scale": "--scales", "gamma": "--gamma"}):
+        with usage():
             jobs, guide_payload = plan(args, device)
         config.configure_threads()
         rows = [measure(name, sampler_name, sampler, args.n, **fields) for name, sampler_name, sampler, fields in jobs]

@@ -24,9 +24,9 @@ from . import config, ddpm, dit, guidance
 
 CHECKPOINT_FORMAT = "simplest-diffusion/1"
 CONDITIONAL = ("cfg", "flow")  # the kinds whose DiT reads labels through cross-attention
-# what sampling reads from the metadata, per kind; the DDPM scheduler's T is stored as "num_steps"
-SAMPLING_FIELDS = {"ddpm": ("prediction", "schedule", "num_steps"), "cfg": ("prediction", "schedule", "num_steps"),
-                   "flow": ()}
+# what sampling reads from the metadata, per kind; the DDPM scheduler's T is stored as "num_timesteps"
+SAMPLING_FIELDS = {"ddpm": ("prediction", "schedule", "num_timesteps"),
+                   "cfg": ("prediction", "schedule", "num_timesteps"), "flow": ()}
 MAX_TIMESTEPS = 10_000  # a stored T or step count above this is a broken file, not a recipe (the book's T is 1000)
 
 
@@ -281,7 +281,7 @@ def config_disagreements(cfg, state_dict: dict) -> list[str]:
 def sampling_settings(payload: dict, path: Path | str = "the checkpoint") -> dict:
     """What sampling needs from the checkpoint's metadata.
 
-    DDPM and CFG need ``prediction``, ``schedule`` and ``num_steps`` (the scheduler's T): a missing
+    DDPM and CFG need ``prediction``, ``schedule`` and ``num_timesteps`` (the scheduler's T): a missing
     one is an error, never a default, since a wrong guess samples noise. ``guidance_scale`` is the
     recommended scale that ``python -m benchmarks.sweep guidance --choose`` stores; a checkpoint without one
     (every fresh ``train`` run) samples at :data:`guidance.DEFAULT_GUIDANCE_SCALE`, as documented, or at 1
@@ -301,9 +301,9 @@ def sampling_settings(payload: dict, path: Path | str = "the checkpoint") -> dic
     if "schedule" in needed and meta["schedule"] not in ddpm.SCHEDULES:
         raise CheckpointError(f"{path}: field metadata.schedule must be one of {ddpm.SCHEDULES}, "
                               f"got {meta['schedule']!r}")
-    if "num_steps" in needed and not is_count(meta["num_steps"], MAX_TIMESTEPS):
-        raise CheckpointError(f"{path}: field metadata.num_steps must be an integer in [1, {MAX_TIMESTEPS}], "
-                              f"got {meta['num_steps']!r}")
+    if "num_timesteps" in needed and not is_count(meta["num_timesteps"], MAX_TIMESTEPS):
+        raise CheckpointError(f"{path}: field metadata.num_timesteps must be an integer in [1, {MAX_TIMESTEPS}], "
+                              f"got {meta['num_timesteps']!r}")
     # an unconditional DDPM without a guide has nothing to guide with: its scale is 1, the model alone
     default_scale = guidance.DEFAULT_GUIDANCE_SCALE if payload["kind"] in CONDITIONAL or "guide" in payload else 1.0
     scale = meta.get("guidance_scale", default_scale)

@@ -1,10 +1,11 @@
-"""Run-wide settings: fast mode, the default device, thread count and paths.
+"""Run-wide settings: fast mode, the default device, thread count and paths; noise; the two input checks.
 
 This is the only module that reads ``COURSE_FAST``; everything else asks :data:`FAST`.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -50,3 +51,38 @@ def pick(default, fast):
 
 # progress bars stay quiet where nobody watches them (CI sets CI=true)
 QUIET: bool = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def randn(shape, generator: torch.Generator | None = None, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Gaussian noise of ``shape`` on ``device``, drawn on the generator's own device.
+
+    A CPU generator draws the same numbers whatever the model runs on, so a seed gives the same
+    images on a CPU and a GPU. Every sampler's noise comes from here (or from the caller).
+    """
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {generator!r} (a device goes in device=)")
+    where = generator.device if generator is not None else device
+    return torch.randn(shape, generator=generator, device=where).to(device)
+
+
+# ---------------------------------------------------------------------------- input checks
+# Each public function checks its inputs once, on entry, with these two; loops and forward passes never re-check.
+def check_number(name: str, value, low: float = 0.0, high: float = math.inf, *, below_high: bool = False) -> float:
+    """``value`` as a float if it is a finite number in [low, high] (or [low, high)), else an error naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    too_high = value >= high if below_high else value > high
+    if not math.isfinite(value) or value < low or too_high:
+        upper = f", {high:g}{')' if below_high else ']'}" if math.isfinite(high) else ", ∞)"
+        raise ValueError(f"{name} must lie in [{low:g}{upper}, got {value!r}")
+    return float(value)
+
+
+def check_count(name: str, value, maximum: int | None = None) -> int:
+    """``value`` if it is an integer in [1, maximum] (no maximum: any positive integer); else an error naming it."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be a positive integer, got {value!r}")
+    if value < 1 or (maximum is not None and value > maximum):
+        raise ValueError(f"{name} must lie in [1, {maximum}], got {value}" if maximum is not None
+                         else f"{name} must be a positive integer, got {value}")
+    return value

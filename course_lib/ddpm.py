@@ -16,22 +16,16 @@ import math
 
 import torch
 
-from . import guidance
-from .inputs import check_num_steps
+from . import config, guidance
 
 
 class NoiseScheduler:
     """Betas, alphas and their cumulative products, plus the forward and reverse steps."""
 
     def __init__(self, num_timesteps: int = 1000, schedule: str = "linear", beta_start: float = 1e-4,
-                 beta_end: float = 0.02, variance: str = "posterior", device: torch.device | str = "cpu", *,
-                 num_steps: int | None = None):
-        if num_steps is not None:  # the old name of num_timesteps, kept for existing notebooks and code
-            if num_timesteps not in (1000, num_steps):
-                raise ValueError(f"num_steps is the old name of num_timesteps; got both ({num_steps}, {num_timesteps})")
-            num_timesteps = num_steps
-        if num_timesteps < 2:
-            raise ValueError(f"num_timesteps must be at least 2, got {num_timesteps}")
+                 beta_end: float = 0.02, variance: str = "posterior", device: torch.device | str = "cpu"):
+        if isinstance(num_timesteps, bool) or not isinstance(num_timesteps, int) or num_timesteps < 2:
+            raise ValueError(f"num_timesteps must be an integer >= 2, got {num_timesteps!r}")
         if variance not in ("posterior", "beta"):
             raise ValueError(f"variance must be 'posterior' (beta tilde) or 'beta', got {variance!r}")
         self.num_timesteps = num_timesteps  # T, the length of the forward chain (not a sampler's step count)
@@ -52,20 +46,23 @@ class NoiseScheduler:
         self.alpha_bars_prev = alpha_bars_prev.to(**as_f32)
         self.posterior_variance = posterior_variance.to(**as_f32)
 
-    @property
-    def num_steps(self) -> int:
-        """The old name of :attr:`num_timesteps` (read-only; checkpoints store T under "num_steps")."""
-        return self.num_timesteps
-
     # ------------------------------------------------------------------ helpers
     def snr(self) -> torch.Tensor:
         """Signal-to-noise ratio ᾱ / (1 - ᾱ) per step, shape (T,)."""
         return self.alpha_bars / (1.0 - self.alpha_bars)
 
     def check_steps(self, t, batch_size: int) -> torch.Tensor:
-        """Turn ``t`` (an int, a 0-d or (B,) integer tensor) into a (B,) long tensor, or raise."""
+        """Turn ``t`` (an int, a 0-d or (B,) integer tensor) into a (B,) long tensor, or raise.
+
+        An int is checked in Python; a tensor's range check reads it back from the device, so the samplers
+        pass ints and the training loss, whose steps come from :func:`sample_steps`, skips this.
+        """
         if isinstance(t, bool) or not isinstance(t, (int, torch.Tensor)):
             raise TypeError(f"t must be an int or an integer tensor of steps, got {type(t).__name__}")
+        if isinstance(t, int):
+            if not 0 <= t < self.num_timesteps:
+                raise ValueError(f"t must lie in [0, {self.num_timesteps - 1}], got {t}")
+            return torch.full((batch_size,), t, device=self.device, dtype=torch.long)
         t = torch.as_tensor(t, device=self.device)
         if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
             raise TypeError(f"t must hold integer steps in [0, {self.num_timesteps - 1}], got dtype {t.dtype}")
@@ -254,12 +251,12 @@ def loss(model, images: torch.Tensor, labels, scheduler: NoiseScheduler, generat
     b = images.shape[0]
     step = sample_steps(scheduler, b, step_sampling, generator).to(images.device)  # (B,)
     noise = torch.randn(images.shape, generator=generator).to(images.device)  # (B, C, H, W)
-    x_t, _ = scheduler.noise_image(images, step, noise=noise)
+    a, s = _ab(scheduler, step, images)  # (B, 1, 1, 1) each
+    x_t = a * images + s * noise  # noise_image's x_t, without re-checking steps that sample_steps drew
     out = model(x_t, scheduler.step_to_time(step), labels)
     if prediction == "eps":
         target = noise
     elif prediction == "v":
-        a, s = _ab(scheduler, step, images)
         target = a * noise - s * images
     else:
         raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
@@ -270,19 +267,8 @@ def loss(model, images: torch.Tensor, labels, scheduler: NoiseScheduler, generat
 
 
 # ---------------------------------------------------------------------------- samplers
+# Every sampler starts from the caller's noise x_T (B, C, H, W) and returns (or yields) tensors of its shape.
 DDIM_STEPS = 50  # DDIM's default step count, and the command line's
-
-
-def _randn(shape, generator: torch.Generator | None, device) -> torch.Tensor:
-    """Noise drawn on the generator's device, so a seed gives the same images on CPU and GPU."""
-    where = generator.device if generator is not None else device
-    return torch.randn(shape, generator=generator, device=where).to(device)
-
-
-def check_ddim_steps(num_steps, scheduler: NoiseScheduler) -> int:
-    """DDIM's step count: an integer in [1, T], since it visits a subset of the scheduler's T steps."""
-    T = scheduler.num_timesteps
-    return check_num_steps(num_steps, T, over_maximum=f"DDIM takes at most the scheduler's {T} steps")
 
 
 def last_state(steps):
@@ -293,58 +279,62 @@ def last_state(steps):
     return final
 
 
-def ddpm_steps(model, scheduler: NoiseScheduler, shape, labels=None, generator=None, device="cpu",
-               prediction: str = "eps", x_T: torch.Tensor | None = None, guidance_scale: float | None = None):
-    """Ancestral sampling over all T steps; yields ``(step, x_{step-1})`` after each reverse step.
+def ddpm_steps(model, scheduler: NoiseScheduler, noise: torch.Tensor, labels=None, *, prediction: str = "eps",
+               guidance_scale: float | None = None, generator: torch.Generator | None = None):
+    """Ancestral sampling over all T steps from x_T = ``noise``; yields ``(step, x_{step-1})`` after each step.
 
-    With ``guidance_scale`` (and ``labels``), the network's output is classifier-free guided.
+    Each step draws fresh noise from ``generator``. With ``guidance_scale`` (and ``labels``) the network's
+    output is classifier-free guided (:func:`course_lib.guidance.guided`).
     """
-    model = guidance.maybe_guided(model, guidance_scale)
-    x = _randn(shape, generator, device) if x_T is None else x_T.to(device)  # (B, C, H, W)
+    labels = guidance.sampling_labels(labels, noise, guidance_scale)
+    model = guidance.maybe_guided(model, guidance_scale, labels)
+    x = noise  # (B, C, H, W)
     for step in reversed(range(scheduler.num_timesteps)):
-        steps = torch.full((shape[0],), step, device=device, dtype=torch.long)  # (B,)
         with torch.no_grad():
-            pred_noise = predict_noise(model, x, steps, labels, scheduler, prediction)
-        x = scheduler.sample_prev_image_distribution(x, steps, pred_noise,
-                                                     noise=_randn(shape, generator, device))
+            pred_noise = predict_noise(model, x, torch.full((len(x),), step, device=x.device), labels, scheduler,
+                                       prediction)
+        x = scheduler.sample_prev_image_distribution(x, step, pred_noise,
+                                                     noise=config.randn(x.shape, generator, x.device))
         yield step, x
 
 
-def ddim_steps(model, scheduler: NoiseScheduler, shape, num_steps: int = DDIM_STEPS, labels=None,
-               generator=None, device="cpu", prediction: str = "eps", x_T: torch.Tensor | None = None,
-               guidance_scale: float | None = None):
-    """Deterministic DDIM (η = 0) over ``num_steps`` evenly spaced steps; yields ``(step, x)``."""
-    model = guidance.maybe_guided(model, guidance_scale)
-    num_steps = check_ddim_steps(num_steps, scheduler)
-    x = _randn(shape, generator, device) if x_T is None else x_T.to(device)  # (B, C, H, W)
-    schedule = torch.linspace(scheduler.num_timesteps - 1, 0, num_steps).round().long().tolist()
-    for i, step in enumerate(schedule):
-        steps = torch.full((shape[0],), step, device=device, dtype=torch.long)  # (B,)
+def ddim_steps(model, scheduler: NoiseScheduler, noise: torch.Tensor, labels=None, *, num_steps: int = DDIM_STEPS,
+               prediction: str = "eps", guidance_scale: float | None = None):
+    """Deterministic DDIM (η = 0) from x_T = ``noise`` over ``num_steps`` evenly spaced steps; yields ``(step, x)``.
+
+    ``num_steps`` is at most the scheduler's T: DDIM visits a subset of its steps.
+    """
+    num_steps = config.check_count("num_steps", num_steps, scheduler.num_timesteps)
+    labels = guidance.sampling_labels(labels, noise, guidance_scale)
+    model = guidance.maybe_guided(model, guidance_scale, labels)
+    x = noise  # (B, C, H, W)
+    visited = torch.linspace(scheduler.num_timesteps - 1, 0, num_steps).round().long().tolist()
+    for i, step in enumerate(visited):
+        steps = torch.full((len(x),), step, device=x.device, dtype=torch.long)  # (B,)
         with torch.no_grad():
             pred_noise = predict_noise(model, x, steps, labels, scheduler, prediction)
         x0_hat = noise_to_x0(pred_noise, x, steps, scheduler)
         # the last update lands on ᾱ = 1: the clean estimate itself
-        alpha_bar_prev = scheduler.alpha_bars[schedule[i + 1]] if i + 1 < num_steps else x.new_tensor(1.0)
+        alpha_bar_prev = scheduler.alpha_bars[visited[i + 1]] if i + 1 < num_steps else x.new_tensor(1.0)
         x = alpha_bar_prev.sqrt() * x0_hat + (1.0 - alpha_bar_prev).sqrt() * pred_noise
         yield step, x
 
 
-def sample(model, scheduler: NoiseScheduler, shape, labels=None, generator=None, device="cpu",
-           prediction: str = "eps", x_T: torch.Tensor | None = None,
-           guidance_scale: float | None = None) -> torch.Tensor:
-    """All-T-step ancestral DDPM sampling; returns x_0 of ``shape``."""
-    return last_state(ddpm_steps(model, scheduler, shape, labels, generator, device, prediction, x_T, guidance_scale))
+def sample(model, scheduler: NoiseScheduler, noise: torch.Tensor, labels=None, *, prediction: str = "eps",
+           guidance_scale: float | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+    """All-T-step ancestral DDPM sampling from x_T = ``noise``; returns x_0, shaped like ``noise``."""
+    return last_state(ddpm_steps(model, scheduler, noise, labels, prediction=prediction,
+                                 guidance_scale=guidance_scale, generator=generator))
 
 
-def sample_ddim(model, scheduler: NoiseScheduler, shape, num_steps: int = DDIM_STEPS, labels=None,
-                generator=None, device="cpu", prediction: str = "eps", x_T: torch.Tensor | None = None,
-                guidance_scale: float | None = None) -> torch.Tensor:
-    """DDIM (η = 0) with ``num_steps`` network evaluations; returns x_0 of ``shape``.
+def sample_ddim(model, scheduler: NoiseScheduler, noise: torch.Tensor, labels=None, *, num_steps: int = DDIM_STEPS,
+                prediction: str = "eps", guidance_scale: float | None = None) -> torch.Tensor:
+    """DDIM (η = 0) from x_T = ``noise`` with ``num_steps`` network evaluations; returns x_0.
 
     Samples are not clipped to [-1, 1]: the Gaussian tests need the exact result; clamp to display.
     """
-    return last_state(ddim_steps(model, scheduler, shape, num_steps, labels, generator, device, prediction, x_T,
-                                 guidance_scale))
+    return last_state(ddim_steps(model, scheduler, noise, labels, num_steps=num_steps, prediction=prediction,
+                                 guidance_scale=guidance_scale))
 
 
 # ---------------------------------------------------------------------------- an exact model for checks

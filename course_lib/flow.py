@@ -23,9 +23,8 @@ import math
 
 import torch
 
-from . import guidance
-from .ddpm import _randn, last_state
-from .inputs import check_num_steps, check_number
+from . import config, guidance
+from .ddpm import last_state
 
 TIME_SAMPLINGS = ("uniform", "logit_normal")
 ODE_METHODS = ("euler", "heun", "midpoint", "heun_euler_last")
@@ -85,7 +84,7 @@ def velocity_to_noise(v: torch.Tensor, x_t: torch.Tensor, t) -> torch.Tensor:
 def velocity_to_score(v: torch.Tensor, x_t: torch.Tensor, t) -> torch.Tensor:
     """∇ log p_t(x_t) = -E[noise | x_t] / t, since x_t given x0 is N((1-t)·x0, t²·I); needs t > 0."""
     t_b = _per_sample(t, x_t)
-    if (t_b <= 0).any():
+    if (t <= 0) if isinstance(t, (int, float)) else bool((t_b <= 0).any()):  # a float t: no read from the device
         raise ValueError("the score is undefined at t = 0 (the data distribution has no density there)")
     return -velocity_to_noise(v, x_t, t) / t_b
 
@@ -128,9 +127,10 @@ def mixture_velocity(means, std: float, weights=None):
 
 
 # ---------------------------------------------------------------------------- samplers
-def ode_steps(model, shape, num_steps: int = ODE_STEPS, method: str = "euler", labels=None, guidance_scale=None,
-              generator: torch.Generator | None = None, device="cpu", x_1: torch.Tensor | None = None):
-    """Integrate dx/dt = v from t = 1 to t = 0 on an even grid; yields ``(t, x_t)`` after each step.
+# Every sampler starts from the caller's noise x_1 (B, C, H, W) at t = 1 and walks an even grid to t = 0.
+def ode_steps(model, noise: torch.Tensor, labels=None, *, num_steps: int = ODE_STEPS, method: str = "euler",
+              guidance_scale: float | None = None):
+    """Integrate dx/dt = v from t = 1 (x = ``noise``) to t = 0; yields ``(t, x_t)`` after each step.
 
     ``heun_euler_last`` is Heun with the step that ends at t = 0 taken by Euler (the rule of EDM's
     sampler, Karras et al. 2022): Heun's corrector there would call the network at t = 0 on a still
@@ -138,9 +138,10 @@ def ode_steps(model, shape, num_steps: int = ODE_STEPS, method: str = "euler", l
     """
     if method not in ODE_METHODS:
         raise ValueError(f"method must be one of {ODE_METHODS}, got {method!r}")
-    num_steps = check_num_steps(num_steps)
-    velocity = guidance.maybe_guided(model, guidance_scale)
-    x = _randn(shape, generator, device) if x_1 is None else x_1.to(device)  # (B, C, H, W)
+    num_steps = config.check_count("num_steps", num_steps)
+    labels = guidance.sampling_labels(labels, noise, guidance_scale)
+    velocity = guidance.maybe_guided(model, guidance_scale, labels)
+    x = noise  # (B, C, H, W)
     times = torch.linspace(1.0, 0.0, num_steps + 1).tolist()
     with torch.no_grad():
         for t, t_next in zip(times[:-1], times[1:], strict=True):
@@ -156,25 +157,19 @@ def ode_steps(model, shape, num_steps: int = ODE_STEPS, method: str = "euler", l
             yield t_next, x
 
 
-def check_gamma(gamma, maximum: float = math.inf) -> float:
-    """The SDE's noise level γ in σ(t)² = γ·t: a finite number >= 0 (0 is the Euler ODE), at most ``maximum``."""
-    return check_number("gamma", gamma, 0.0, maximum, hint="the SDE's noise level")
-
-
-def sde_steps(model, shape, num_steps: int = SDE_STEPS, gamma: float = SDE_GAMMA, labels=None, guidance_scale=None,
-              generator: torch.Generator | None = None, device="cpu", x_1: torch.Tensor | None = None):
-    """Euler-Maruyama for dx = [v - ½σ²·score] dt + σ dW̄ from t = 1 to 0, with σ(t)² = γ·t.
+def sde_steps(model, noise: torch.Tensor, labels=None, *, num_steps: int = SDE_STEPS, gamma: float = SDE_GAMMA,
+              guidance_scale: float | None = None, generator: torch.Generator | None = None):
+    """Euler-Maruyama for dx = [v - ½σ²·score] dt + σ dW̄ from t = 1 (x = ``noise``) to 0, with σ(t)² = γ·t.
 
     Every σ ≥ 0 gives an SDE with the ODE's marginals; σ² ∝ t keeps ½σ²·score = -½γ·noise_hat
-    bounded as t → 0. The last step adds no noise. γ = 0 is exactly the Euler ODE sampler.
-    Yields ``(t, x_t)`` after each step.
+    bounded as t → 0. The last step adds no noise; the others draw it from ``generator``.
+    γ = 0 is exactly the Euler ODE sampler. Yields ``(t, x_t)`` after each step.
     """
-    gamma = check_gamma(gamma)
-    num_steps = check_num_steps(num_steps)
-    velocity = guidance.maybe_guided(model, guidance_scale)
-    x = _randn(shape, generator, device) if x_1 is None else x_1.to(device)  # (B, C, H, W)
-    if tuple(x.shape) != tuple(shape):  # the noise z is drawn with ``shape``: a mismatch would broadcast it
-        raise ValueError(f"x_1 has shape {tuple(x.shape)} but shape is {tuple(shape)}; give the same")
+    gamma = config.check_number("gamma", gamma)
+    num_steps = config.check_count("num_steps", num_steps)
+    labels = guidance.sampling_labels(labels, noise, guidance_scale)
+    velocity = guidance.maybe_guided(model, guidance_scale, labels)
+    x = noise  # (B, C, H, W)
     times = torch.linspace(1.0, 0.0, num_steps + 1).tolist()
     with torch.no_grad():
         for i, (t, t_next) in enumerate(zip(times[:-1], times[1:], strict=True)):
@@ -187,21 +182,23 @@ def sde_steps(model, shape, num_steps: int = SDE_STEPS, gamma: float = SDE_GAMMA
                 drift = v - 0.5 * sigma2 * velocity_to_score(v, x, t)
                 x = x - h * drift
                 if i < num_steps - 1:
-                    x = x + math.sqrt(sigma2 * h) * _randn(shape, generator, device)
+                    x = x + math.sqrt(sigma2 * h) * config.randn(x.shape, generator, x.device)
             yield t_next, x
 
 
-def sample_ode(model, shape, num_steps: int = ODE_STEPS, method: str = "euler", labels=None, guidance_scale=None,
-               generator=None, device="cpu", x_1=None) -> torch.Tensor:
-    """ODE sampling; returns x_0. Network evaluations per image: ``nfe(method, num_steps)`` (each a
-    batched pass of two images with guidance, which runs both predictions at once)."""
-    return last_state(ode_steps(model, shape, num_steps, method, labels, guidance_scale, generator, device, x_1))
+def sample_ode(model, noise: torch.Tensor, labels=None, *, num_steps: int = ODE_STEPS, method: str = "euler",
+               guidance_scale: float | None = None) -> torch.Tensor:
+    """ODE sampling from ``noise``; returns x_0. Network evaluations per image: ``nfe(method, num_steps)``
+    (each a batched pass of two images with guidance, which runs both predictions at once)."""
+    return last_state(ode_steps(model, noise, labels, num_steps=num_steps, method=method,
+                                guidance_scale=guidance_scale))
 
 
-def sample_sde(model, shape, num_steps: int = SDE_STEPS, gamma: float = SDE_GAMMA, labels=None, guidance_scale=None,
-               generator=None, device="cpu", x_1=None) -> torch.Tensor:
-    """Euler-Maruyama SDE sampling; returns x_0."""
-    return last_state(sde_steps(model, shape, num_steps, gamma, labels, guidance_scale, generator, device, x_1))
+def sample_sde(model, noise: torch.Tensor, labels=None, *, num_steps: int = SDE_STEPS, gamma: float = SDE_GAMMA,
+               guidance_scale: float | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Euler-Maruyama SDE sampling from ``noise``; returns x_0."""
+    return last_state(sde_steps(model, noise, labels, num_steps=num_steps, gamma=gamma,
+                                guidance_scale=guidance_scale, generator=generator))
 
 
 def nfe(method: str, num_steps: int) -> int:

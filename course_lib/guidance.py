@@ -20,62 +20,62 @@ It needs no labels, so it guides the unconditional DDPM of notebook 02 (:func:`a
 
 from __future__ import annotations
 
-import math
-
 import torch
 
+from . import config
 from .data import NULL_LABEL, NUM_CLASSES
-from .inputs import check_number
 
 P_UNCOND = 0.1
 # what a checkpoint without a recommended scale samples with (sweep.py guidance --choose records one)
 DEFAULT_GUIDANCE_SCALE = 2.0
 
 
-def check_p_uncond(p_uncond, for_training: bool = False) -> float:
-    """The share of labels dropped: in [0, 1], and below 1 to train a model (1 would never show it a label)."""
-    if for_training:
-        return check_number("p_uncond", p_uncond, 0.0, 1.0, high_included=False)
-    return check_number("p_uncond", p_uncond, 0.0, 1.0)
-
-
 def drop_labels(labels: torch.Tensor, p_uncond: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Replace each label by ``NULL_LABEL`` with probability ``p_uncond`` (a new tensor)."""
-    p_uncond = check_p_uncond(p_uncond)
+    """Replace each label by ``NULL_LABEL`` with probability ``p_uncond`` in [0, 1] (a new tensor)."""
+    p_uncond = config.check_number("p_uncond", p_uncond, 0.0, 1.0)
     drop = torch.rand(labels.shape, generator=generator) < p_uncond  # drawn on the CPU, like all noise
     return torch.where(drop.to(labels.device), torch.full_like(labels, NULL_LABEL), labels)
 
 
-def check_labels(labels: torch.Tensor) -> torch.Tensor:
-    """Labels for sampling must be digits 0-9 (the null label is the sampler's business)."""
+def check_labels(labels, batch_size: int | None = None, allow_null: bool = False) -> torch.Tensor:
+    """Labels as a long tensor: digits 0-9 (and ``NULL_LABEL`` if ``allow_null``), one per image if
+    ``batch_size`` is given."""
     try:
         labels = torch.as_tensor(labels)
     except (TypeError, ValueError, RuntimeError) as error:  # "four", ["4"], None: torch's own message says less
         raise TypeError(f"labels must be integers 0-{NUM_CLASSES - 1}, got {labels!r}") from error
     if labels.is_floating_point() or labels.dtype == torch.bool:
         raise TypeError(f"labels must be integers 0-{NUM_CLASSES - 1}, got dtype {labels.dtype}")
-    if labels.numel() and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
-        raise ValueError(f"labels must be digits 0-{NUM_CLASSES - 1}, got values from "
+    top = NULL_LABEL if allow_null else NUM_CLASSES - 1
+    if labels.numel() and (labels.min() < 0 or labels.max() > top):
+        raise ValueError(f"labels must be digits 0-{NUM_CLASSES - 1}{' or NULL_LABEL' * allow_null}, got values from "
                          f"{int(labels.min())} to {int(labels.max())}")
+    if batch_size is not None and labels.shape != (batch_size,):
+        raise ValueError(f"labels must have shape ({batch_size},), one per image, got {tuple(labels.shape)}")
     return labels.long()
 
 
-def check_guidance_scale(guidance_scale, maximum: float = math.inf) -> float:
-    """A finite number >= 0 (0 unconditional, 1 conditional, above 1 guided), at most ``maximum`` if given.
+def sampling_labels(labels, noise: torch.Tensor, guidance_scale: float | None) -> torch.Tensor | None:
+    """What a sampler does with ``labels`` on entry: check them once and move them to the noise's device.
 
-    The library takes any scale (notebooks explore past 20); the command line caps it.
+    Guided, they must be digits 0-9 (the sampler adds the null label itself); unguided, ``NULL_LABEL`` asks a
+    conditional model for its unconditional prediction. None stays None (an unconditional model).
     """
-    hint = "0 unconditional, 1 conditional, 2-5 typical" if math.isfinite(maximum) else ""
-    return check_number("guidance_scale", guidance_scale, 0.0, maximum, hint=hint)
+    if labels is None:
+        return None
+    return check_labels(labels, len(noise), allow_null=guidance_scale is None).to(noise.device)
 
 
-def guided_prediction(model, x_t: torch.Tensor, t: torch.Tensor, labels: torch.Tensor,
-                      guidance_scale: float) -> torch.Tensor:
-    """The notes' CFG formula, with the conditional and unconditional passes in one batch."""
-    return _combine(model, x_t, t, check_labels(labels).to(x_t.device), check_guidance_scale(guidance_scale))
+def check_guidance_scale(guidance_scale) -> float:
+    """A finite number >= 0: 0 unconditional (or the guide alone), 1 the model alone, above 1 guided."""
+    return config.check_number("guidance_scale", guidance_scale)
 
 
-def _combine(model, x_t: torch.Tensor, t, labels: torch.Tensor, guidance_scale: float) -> torch.Tensor:
+def guided_prediction(model, x_t: torch.Tensor, t, labels: torch.Tensor, guidance_scale: float) -> torch.Tensor:
+    """The notes' CFG formula, with the conditional and unconditional passes in one batch of 2B.
+
+    Called at every step, so it checks nothing: :func:`guided` and the samplers check on entry.
+    """
     b = x_t.shape[0]
     t = torch.as_tensor(t, device=x_t.device, dtype=torch.float32).expand(b)  # (B,)
     both = model(torch.cat([x_t, x_t]), torch.cat([t, t]),
@@ -85,21 +85,15 @@ def _combine(model, x_t: torch.Tensor, t, labels: torch.Tensor, guidance_scale: 
 
 
 def guided(model, guidance_scale: float):
-    """``model`` wrapped as ``f(x_t, t, labels)`` that returns the guided prediction.
+    """``model`` wrapped as ``f(x_t, t, labels)`` that returns :func:`guided_prediction`.
 
     Samplers take any such callable, so guidance plugs into DDPM, DDIM and the flow samplers alike.
-    The scale is checked here, once; the labels when the wrapper first sees them, not at every step.
+    The scale is checked here, once; the samplers check the labels once, on entry.
     """
     guidance_scale = check_guidance_scale(guidance_scale)
-    checked = (None, None)  # (labels as given, as checked): a sampler passes the same tensor at every step
 
     def guided_model(x_t, t, labels):
-        nonlocal checked
-        if labels is None:
-            raise ValueError("guided sampling needs labels (digits 0-9)")
-        if labels is not checked[0]:
-            checked = (labels, check_labels(labels).to(x_t.device))
-        return _combine(model, x_t, t, checked[1], guidance_scale)
+        return guided_prediction(model, x_t, t, labels, guidance_scale)
 
     return guided_model
 
@@ -120,6 +114,10 @@ def autoguided(model, guide, guidance_scale: float):
     return autoguided_model
 
 
-def maybe_guided(model, guidance_scale: float | None):
-    """What a sampler calls: ``model`` itself without a scale, else :func:`guided` ``model``."""
-    return model if guidance_scale is None else guided(model, guidance_scale)
+def maybe_guided(model, guidance_scale: float | None, labels: torch.Tensor | None):
+    """What a sampler calls on entry: ``model`` itself without a scale, else :func:`guided` ``model``."""
+    if guidance_scale is None:
+        return model
+    if labels is None:
+        raise ValueError("guided sampling needs labels (digits 0-9), one per image")
+    return guided(model, guidance_scale)

@@ -141,8 +141,7 @@ def sampling_steps_explorer(model, scheduler, prediction: str = "eps", num_image
 
     def draw(steps: int) -> plt.Figure:
         started = time.perf_counter()
-        images = ddpm.sample_ddim(model, scheduler, noise.shape, steps, device=device, prediction=prediction,
-                                  x_T=noise)
+        images = ddpm.sample_ddim(model, scheduler, noise, num_steps=steps, prediction=prediction)
         seconds = time.perf_counter() - started
         title = f"DDIM {steps} step{'' if steps == 1 else 's'} (NFE {steps}): {seconds:.2f} s"
         return plotting.compare_grids({title: images}, size=3.5)
@@ -175,8 +174,8 @@ def noise_level_explorer(model, labels, guidance_scale=None, num_samples: int = 
 
     def draw(gamma: float) -> tuple[plt.Figure, torch.Tensor]:
         started = time.perf_counter()
-        images = flow.sample_sde(model, x_1.shape, num_steps, float(gamma), repeated, guidance_scale,
-                                 torch.Generator().manual_seed(seed + 1), device, x_1)
+        images = flow.sample_sde(model, x_1, repeated, num_steps=num_steps, gamma=float(gamma),
+                                 guidance_scale=guidance_scale, generator=torch.Generator().manual_seed(seed + 1))
         seconds = time.perf_counter() - started
         rows = {f"digit {label}": images[i * num_samples:(i + 1) * num_samples]
                 for i, label in enumerate(labels.tolist())}
@@ -212,9 +211,8 @@ def guidance_explorer(model, scheduler, prediction: str = "v", digit: int = 4, g
     def draw(digit: int, guidance_scale: float) -> tuple[plt.Figure, torch.Tensor]:
         started = time.perf_counter()
         labels = torch.full((len(noise),), digit, device=device)
-        images = ddpm.sample_ddim(model, scheduler, noise.shape, steps, labels=labels,
-                                  guidance_scale=float(guidance_scale), device=device, prediction=prediction,
-                                  x_T=noise)
+        images = ddpm.sample_ddim(model, scheduler, noise, labels, num_steps=steps, prediction=prediction,
+                                  guidance_scale=float(guidance_scale))
         seconds = time.perf_counter() - started
         title = f"digit {digit}, guidance {guidance_scale:g}: DDIM {steps} steps ({seconds:.1f} s)"
         return plotting.compare_grids({title: images}, nrow=min(4, len(images)), size=3.5), images
@@ -249,7 +247,7 @@ def flow_steps_explorer(model, labels, guidance_scale=None, steps: int = 4, meth
 
     def draw(steps: int, method: str) -> tuple[plt.Figure, torch.Tensor]:
         started = time.perf_counter()
-        images = flow.sample_ode(model, noise.shape, steps, method, labels, guidance_scale, device=device, x_1=noise)
+        images = flow.sample_ode(model, noise, labels, num_steps=steps, method=method, guidance_scale=guidance_scale)
         seconds = time.perf_counter() - started
         title = f"{method}, {steps} step{'s' if steps > 1 else ''} = {flow.nfe(method, steps)} NFE ({seconds:.2f} s)"
         return plotting.wide_grid(images, title, nrow=min(10, len(images))), images
@@ -277,8 +275,8 @@ def reflow_explorer(models: dict, labels, guidance_scales: dict | None = None, s
 
     def draw(steps: int) -> tuple[plt.Figure, dict]:
         started = time.perf_counter()
-        rows = {name: flow.sample_ode(model, noise.shape, steps, "euler", labels, scales[name], device=device,
-                                      x_1=noise) for name, model in models.items()}
+        rows = {name: flow.sample_ode(model, noise, labels, num_steps=steps, method="euler",
+                                      guidance_scale=scales[name]) for name, model in models.items()}
         seconds = time.perf_counter() - started
         title = (f"Euler, {steps} step{'s' if steps > 1 else ''} = {steps} NFE, same noise in every row "
                  f"({seconds:.2f} s)")

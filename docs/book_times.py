@@ -12,7 +12,7 @@ cell carries the kernel start)::
     python docs/book_times.py --fast-junit /tmp/notebooks.xml
 
 Without ``--fast-junit`` the fast-mode times are left as they are (a committed notebook keeps no record of
-its fast run).  The script rewrites the last column of the book table ("default / fast") in README.md and
+its fast run).  The script rewrites the last column of the book table ("default", or "default / fast") in README.md and
 README.zh-CN.md in place, keeping anything after the fast time (such as "(one core)").  ``--check`` writes
 nothing and exits 1 if a README disagrees; ``tests/test_book_numbers.py`` checks the default times the same
 way (``book_audit.audit_readme``).
@@ -67,7 +67,8 @@ def rewrite(text: str, default: dict[str, str], fast: dict[str, str]) -> str:
             if match.group(2) in fast:
                 rest = FAST_TIME.sub("", old_fast, count=1) if FAST_TIME.match(old_fast) else ""
                 new_fast = fast[match.group(2)] + rest
-            line = f"{match.group(1)} {new_default} / {new_fast} {match.group(4)}".rstrip()
+            times = f"{new_default} / {new_fast}" if new_fast else new_default  # a table of one time per chapter
+            line = f"{match.group(1)} {times} {match.group(4)}".rstrip()
         lines.append(line)
     return "\n".join(lines)
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from course_lib import cli
+from course_lib.cli.train import CHECKPOINT_NAMES
 
 TINY = ["--preset", "tiny", "--epochs", "1", "--batch_size", "32", "--limit", "64", "--device", "cpu"]
 
@@ -32,10 +33,10 @@ def main_exit(capsys, *args) -> tuple[int, str]:
     return code, capsys.readouterr().err
 
 
-def assert_refused(code: int, err: str, message: str = "") -> None:
-    """Exit status 2 and one line on stderr that contains ``message``, no traceback."""
+def assert_refused(code: int, err: str, *fragments: str) -> None:
+    """Exit status 2 and one line on stderr that contains each of ``fragments``, no traceback."""
     assert code == 2, err
-    assert message in err, err
+    assert all(fragment in err for fragment in fragments), err
     assert err.count("\n") == 1 and err.count("error:") == 1 and "Traceback" not in err, err
 
 
@@ -47,7 +48,7 @@ def tiny_run(kind: str, folder: Path, *extra, max_steps: int = 2, subprocess_run
         assert result.returncode == 0, result.stderr
     else:
         assert run(*args) == 0
-    return folder / cli.CHECKPOINT_NAMES[kind]
+    return folder / CHECKPOINT_NAMES[kind]
 
 
 def snapshot(*folders: Path) -> dict:

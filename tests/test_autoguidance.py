@@ -12,8 +12,8 @@ one's: narrower than the strong model's for w > 1, the sharpening autoguidance i
 import pytest
 import torch
 
-from course_lib import checkpoint, ddpm, dit, guidance, sampling
-from course_lib.inputs import ChoiceError
+from course_lib import checkpoint, config, ddpm, dit, guidance
+from course_lib.cli import sampling
 
 MEAN, STRONG_STD, WEAK_STD = 0.2, 0.3, 0.6
 
@@ -47,7 +47,7 @@ def tiny_payload(seed: int) -> dict:
             p.add_(0.05 * torch.randn_like(p))
     return {"format": checkpoint.CHECKPOINT_FORMAT, "kind": "ddpm", "model_config": model.cfg.to_dict(),
             "state_dict": model.state_dict(),
-            "metadata": {"prediction": "v", "schedule": "linear", "num_steps": 50}}
+            "metadata": {"prediction": "v", "schedule": "linear", "num_timesteps": 50}}
 
 
 def draw(payload, **kwargs):
@@ -71,7 +71,8 @@ def test_make_sampler_autoguides_with_the_guide_the_checkpoint_carries():
     model = checkpoint.load_weights(dit.DiT(dit.DiTConfig(**alone["model_config"])), alone["state_dict"]).eval()
     guide = checkpoint.load_guide(guided)
     direct = ddpm.sample_ddim(guidance.autoguided(model, guide, 2.0), ddpm.NoiseScheduler(num_timesteps=50),
-                              (3, 1, 8, 8), 4, generator=torch.Generator().manual_seed(1), prediction="v")
+                              config.randn((3, 1, 8, 8), torch.Generator().manual_seed(1)), num_steps=4,
+                              prediction="v")
     torch.testing.assert_close(images, direct)
 
 
@@ -85,7 +86,7 @@ def test_a_guide_of_the_model_itself_changes_nothing():
 
 def test_a_scale_without_a_guide_is_refused_and_one_is_accepted():
     payload = tiny_payload(0)
-    with pytest.raises(ChoiceError, match="carries no guide"):
+    with pytest.raises(ValueError, match="carries no guide"):
         draw(payload, guidance_scale=1.5)
     sample, _ = draw(payload, guidance_scale=1.0, steps=2)
     assert sample.guidance_scale is None

@@ -14,7 +14,8 @@ import pytest
 import torch
 from cli_helpers import snapshot
 
-from course_lib import cli, config, data, ddpm, dit, flow, guidance, training
+from course_lib import checkpoint, cli, config, data, ddpm, dit, flow, guidance
+from course_lib.cli.train import CHECKPOINT_NAMES
 
 TINY = ["--preset", "tiny", "--epochs", "1", "--batch_size", "32", "--max_steps", "2", "--limit", "64",
         "--device", "cpu"]
@@ -47,7 +48,7 @@ def world(tmp_path_factory):
         folder = root / f"{kind}_run"
         extra = ["--time_sampling", "logit_normal"] if kind == "flow" else []
         assert main("train", kind, *TINY, "--save_dir", folder, *extra) == 0
-        paths[kind] = folder / cli.CHECKPOINT_NAMES[kind]
+        paths[kind] = folder / CHECKPOINT_NAMES[kind]
     broken = root / "broken"
     broken.mkdir()
     paths["truncated"] = broken / "truncated.pt"
@@ -61,7 +62,7 @@ def world(tmp_path_factory):
     # the pickle that would run code: its "metadata" unpickles to Path.touch(marker)
     paths["marker"] = root / "pwned"
     paths["bomb"] = broken / "bomb.pt"
-    torch.save({"format": training.CHECKPOINT_FORMAT, "kind": "cfg", "model_config": payload["model_config"],
+    torch.save({"format": checkpoint.CHECKPOINT_FORMAT, "kind": "cfg", "model_config": payload["model_config"],
                 "state_dict": {}, "metadata": Bomb(paths["marker"])}, paths["bomb"])
     # MNIST with one corrupt file; the three good ones are links to the real data
     good = data.raw_dir(data.ensure_mnist(allow_fetch=False))
@@ -105,7 +106,7 @@ def read_only_dir(tmp_path: Path) -> Path:
     return folder
 
 
-# (case id, argv with placeholders, text the one-line message must contain)
+# (case id, argv with placeholders, text the one-line message must contain: one string, or each of a tuple's)
 CLI_CASES = [
     ("label_10", "infer cfg --ckpt {cfg} --output {out} --label 10", "--label: must be a digit 0-9, got 10"),
     ("label_-1", "infer flow --ckpt {flow} --output {out} --label -1", "--label: must be a digit 0-9, got -1"),
@@ -116,9 +117,9 @@ CLI_CASES = [
     ("guidance_inf", "infer cfg --ckpt {cfg} --output {out} --guidance_scale inf",
      "--guidance_scale: must be a finite number, got inf"),
     ("guidance_negative", "infer cfg --ckpt {cfg} --output {out} --guidance_scale=-1",
-     "--guidance_scale -1.0: must lie in [0, 20]"),
+     ("--guidance_scale", "must lie in [0, 20]", "-1.0")),
     ("guidance_huge", "infer flow --ckpt {flow} --output {out} --guidance_scale 25",
-     "--guidance_scale 25.0: must lie in [0, 20]"),
+     ("--guidance_scale", "must lie in [0, 20]", "25.0")),
     ("steps_0", "infer ddpm --ckpt {ddpm} --output {out} --steps 0", "--steps: must be a positive integer, got 0"),
     ("steps_negative", "infer flow --ckpt {flow} --output {out} --steps=-3",
      "--steps: must be a positive integer, got -3"),
@@ -163,7 +164,7 @@ def test_the_command_line_refuses_with_one_line_and_writes_nothing(world, tmp_pa
     code = main(*argv.format(**places).split())
     err = capsys.readouterr().err
     assert code == 2, err
-    assert message in err, err
+    assert all(part in err for part in ([message] if isinstance(message, str) else message)), err
     assert err.count("\n") == 1 and err.count("error:") == 1 and "Traceback" not in err, err
     assert snapshot(*watched) == before
     assert not world["marker"].exists()
@@ -186,53 +187,53 @@ def zero_noise(x_t, step, labels=None):
 
 
 SHAPE = (2, 1, 8, 8)
+NOISE = config.randn(SHAPE, torch.Generator().manual_seed(0))  # the samplers take their start noise from the caller
 SCHEDULER = ddpm.NoiseScheduler()
 
+# (case id, call, error type, what the message must name: the argument and the value refused)
 LIBRARY_CASES = [
-    ("labels_10", lambda w: guidance.check_labels(torch.tensor([3, 10])), ValueError,
-     "labels must be digits 0-9, got values from 3 to 10"),
-    ("labels_-1_in_a_sampler", lambda w: flow.sample_ode(toy_flow_model, SHAPE, 2, labels=torch.tensor([-1, 3]),
-                                                         guidance_scale=2.0), ValueError,
-     "labels must be digits 0-9, got values from -1 to 3"),
-    ("labels_float", lambda w: guidance.check_labels(torch.tensor([4.0])), TypeError, "labels must be integers 0-9"),
-    ("guidance_nan", lambda w: flow.sample_ode(toy_flow_model, SHAPE, 2, labels=torch.tensor([1, 2]),
-                                               guidance_scale=float("nan")), ValueError,
-     "guidance_scale must be a finite number >= 0, got nan"),
-    ("guidance_negative", lambda w: ddpm.sample_ddim(zero_noise, SCHEDULER, SHAPE, 2, labels=torch.tensor([1, 2]),
-                                                     guidance_scale=-1.0), ValueError,
-     "guidance_scale must be a finite number >= 0, got -1.0"),
-    ("ode_steps_0", lambda w: flow.sample_ode(toy_flow_model, SHAPE, 0), ValueError,
-     "num_steps must be a positive integer, got 0"),
-    ("sde_steps_negative", lambda w: flow.sample_sde(toy_flow_model, SHAPE, -4), ValueError,
-     "num_steps must be a positive integer, got -4"),
-    ("ode_steps_not_integer", lambda w: flow.sample_ode(toy_flow_model, SHAPE, 2.5), ValueError,
-     "num_steps must be a positive integer, got 2.5"),
-    ("ddim_steps_0", lambda w: ddpm.sample_ddim(zero_noise, SCHEDULER, SHAPE, 0), ValueError,
-     "num_steps must lie in [1, 1000], got 0"),
+    ("labels_10", lambda w: guidance.check_labels(torch.tensor([3, 10])), ValueError, ("labels", "10")),
+    ("labels_-1_in_a_sampler", lambda w: flow.sample_ode(toy_flow_model, NOISE, torch.tensor([-1, 3]), num_steps=2,
+                                                         guidance_scale=2.0), ValueError, ("labels", "-1")),
+    ("labels_float", lambda w: guidance.check_labels(torch.tensor([4.0])), TypeError, ("labels", "float")),
+    ("guidance_nan", lambda w: flow.sample_ode(toy_flow_model, NOISE, torch.tensor([1, 2]), num_steps=2,
+                                               guidance_scale=float("nan")), ValueError, ("guidance_scale", "nan")),
+    ("guidance_negative", lambda w: ddpm.sample_ddim(zero_noise, SCHEDULER, NOISE, torch.tensor([1, 2]), num_steps=2,
+                                                     guidance_scale=-1.0), ValueError, ("guidance_scale", "-1.0")),
+    ("ode_steps_0", lambda w: flow.sample_ode(toy_flow_model, NOISE, num_steps=0), ValueError, ("num_steps", "0")),
+    ("sde_steps_negative", lambda w: flow.sample_sde(toy_flow_model, NOISE, num_steps=-4), ValueError,
+     ("num_steps", "-4")),
+    # a wrong type is a TypeError since the redesign (issue 23: plain ValueError/TypeError naming the argument)
+    ("ode_steps_not_integer", lambda w: flow.sample_ode(toy_flow_model, NOISE, num_steps=2.5), TypeError,
+     ("num_steps", "2.5")),
+    ("ddim_steps_0", lambda w: ddpm.sample_ddim(zero_noise, SCHEDULER, NOISE, num_steps=0), ValueError,
+     ("num_steps", "[1, 1000]", "0")),
     ("patch_does_not_divide", lambda w: dit.preset("tiny", img_size=30), ValueError,
-     "patch_size 4 does not divide img_size 30"),
+     ("patch_size 4 does not divide img_size 30",)),
     ("channels_3", lambda w: dit.DiT(dit.preset("tiny"))(torch.zeros(2, 3, 32, 32), torch.zeros(2)), ValueError,
-     "expected images (B, 1, 32, 32), got (2, 3, 32, 32)"),
-    ("pickle_that_runs_code", lambda w: training.load_checkpoint(w["bomb"]), training.CheckpointError,
-     "unpickling such a file can run any code"),
-    ("random_bytes", lambda w: training.load_checkpoint(w["random_bytes"]), training.CheckpointError,
-     "is not a readable checkpoint (not a torch.save file"),
-    ("other_kind", lambda w: cli.load_model(w["cfg"], "flow", torch.device("cpu")), training.CheckpointError,
-     "holds a 'cfg' model, expected 'flow'"),
-    ("other_config", lambda w: cli.load_model(w["other_config"], "ddpm", torch.device("cpu")),
-     training.CheckpointError, "depth 3 in the config but 2 in the weights"),
+     ("expected images (B, 1, 32, 32), got (2, 3, 32, 32)",)),
+    ("pickle_that_runs_code", lambda w: checkpoint.load_checkpoint(w["bomb"]), checkpoint.CheckpointError,
+     ("unpickling such a file can run any code",)),
+    ("random_bytes", lambda w: checkpoint.load_checkpoint(w["random_bytes"]), checkpoint.CheckpointError,
+     ("is not a readable checkpoint (not a torch.save file",)),
+    ("other_kind", lambda w: checkpoint.load_model(w["cfg"], "flow", torch.device("cpu")), checkpoint.CheckpointError,
+     ("holds a 'cfg' model, expected 'flow'",)),
+    ("other_config", lambda w: checkpoint.load_model(w["other_config"], "ddpm", torch.device("cpu")),
+     checkpoint.CheckpointError, ("depth 3 in the config but 2 in the weights",)),
     ("corrupt_idx_file", lambda w: data.load_mnist(root=w["corrupt_data"], limit=8), data.MNISTUnavailable,
-     "train-labels-idx1-ubyte is corrupt"),
+     ("train-labels-idx1-ubyte is corrupt",)),
 ]
 
 
-@pytest.mark.parametrize("call, error, message", [c[1:] for c in LIBRARY_CASES], ids=[c[0] for c in LIBRARY_CASES])
-def test_the_library_raises_one_clear_error_and_writes_nothing(world, tmp_path, call, error, message):
+@pytest.mark.parametrize("call, error, named", [c[1:] for c in LIBRARY_CASES], ids=[c[0] for c in LIBRARY_CASES])
+def test_the_library_raises_one_clear_error_and_writes_nothing(world, tmp_path, call, error, named):
     watched = [*{Path(world[k]).parent for k in cli.KINDS}, world["truncated"].parent, world["corrupt_data"]]
     before = snapshot(*watched)
     with pytest.raises(error) as caught:
         call(world)
-    assert message in str(caught.value)
+    for part in named:
+        assert part in str(caught.value), caught.value
+    assert str(caught.value).count("\n") == 0, caught.value  # one line
     assert snapshot(*watched) == before
     assert not world["marker"].exists()
 
@@ -244,11 +245,13 @@ def test_labels_given_as_text_get_a_clear_message():
 
 
 def test_ddim_steps_not_integer_get_a_clear_message():
-    """Guards: a non-integer step count failing inside torch.linspace with a message about dtypes."""
-    with pytest.raises(ValueError, match=r"num_steps must be an integer in \[1, 1000\], got 2.5"):
-        ddpm.sample_ddim(zero_noise, SCHEDULER, SHAPE, 2.5)
-    with pytest.raises(ValueError, match="num_steps must be an integer"):
-        ddpm.sample_ddim(zero_noise, SCHEDULER, SHAPE, True)
+    """Guards: a non-integer step count failing inside torch.linspace with a message about dtypes.
+
+    Since the redesign a wrong type is a TypeError naming the argument (it was a ValueError)."""
+    with pytest.raises(TypeError, match=r"num_steps .*2\.5"):
+        ddpm.sample_ddim(zero_noise, SCHEDULER, NOISE, num_steps=2.5)
+    with pytest.raises(TypeError, match="num_steps"):
+        ddpm.sample_ddim(zero_noise, SCHEDULER, NOISE, num_steps=True)
 
 
 def test_the_library_accepts_large_guidance_the_command_line_refuses():

@@ -4,7 +4,8 @@ import pytest
 import torch
 from cli_helpers import TINY, main_exit, run
 
-from course_lib import checkpoint, cli_reflow, reflow
+from course_lib import checkpoint, reflow
+from course_lib.cli import reflow as cli_reflow
 
 TINY_NO_PRESET = [a for a in TINY if a not in ("--preset", "tiny")]
 
@@ -25,7 +26,7 @@ def test_reflow_writes_a_flow_checkpoint_that_records_its_pairs_and_samples(base
     assert meta["guidance_scale"] == 1.0 and meta["preset"] == "tiny" and meta["images"] == 40
     assert payload["model_config"] == checkpoint.load_checkpoint(base, kind="flow")["model_config"]
     saved = torch.load(save / cli_reflow.PAIRS_FILE, weights_only=True)
-    assert saved["pairs"].shape == (40, 2, 32, 32) and saved["labels"].shape == (40,)
+    assert saved["noise"].shape == saved["images"].shape == (40, 1, 32, 32) and saved["labels"].shape == (40,)
     out = tmp_path / "one_step.png"
     assert run("infer", "flow", "--ckpt", save / "flow_reflow.pt", "--steps", 1, "--num_images", 4,
                "--output", out, "--device", "cpu") == 0
@@ -37,21 +38,22 @@ def test_the_pairs_are_those_the_base_ode_draws_from_the_stored_noise(base, tmp_
     save = tmp_path / "re"
     assert run("train", "flow", "--reflow", base, "--num_pairs", 6, *TINY_NO_PRESET, "--save_dir", save) == 0
     saved = torch.load(save / cli_reflow.PAIRS_FILE, weights_only=True)
-    noise, images = reflow.unpack(saved["pairs"])
+    noise, images = saved["noise"], saved["images"]
     model, payload = checkpoint.load_model(base, "flow")
     scale = checkpoint.sampling_settings(payload)["guidance_scale"]
-    redrawn = reflow.flow.sample_ode(model, noise.shape, reflow.PAIR_STEPS, labels=saved["labels"],
-                                     guidance_scale=scale, x_1=noise)
+    redrawn = reflow.flow.sample_ode(model, noise, saved["labels"], num_steps=reflow.PAIR_STEPS,
+                                     guidance_scale=scale)
     assert torch.allclose(redrawn, images, atol=1e-5)
 
 
 def test_a_resume_continues_on_the_saved_pairs_and_refuses_other_pairs(base, tmp_path, capsys):
     save, args = tmp_path / "re", ["--reflow", base, "--num_pairs", 40, *TINY_NO_PRESET, "--save_dir", tmp_path / "re"]
     assert run("train", "flow", *args) == 0
-    pairs = torch.load(save / cli_reflow.PAIRS_FILE, weights_only=True)["pairs"]
+    pairs = torch.load(save / cli_reflow.PAIRS_FILE, weights_only=True)
     longer = [a if a != "1" else "2" for a in map(str, args)]  # --epochs 2
     assert run("train", "flow", *longer, "--resume", save / "flow_reflow.pt") == 0
-    assert torch.equal(torch.load(save / cli_reflow.PAIRS_FILE, weights_only=True)["pairs"], pairs)
+    again = torch.load(save / cli_reflow.PAIRS_FILE, weights_only=True)
+    assert all(torch.equal(again[field], pairs[field]) for field in ("noise", "images", "labels"))
     other = [a if a != "40" else "30" for a in longer]
     code, err = main_exit(capsys, "train", "flow", *other, "--resume", save / "flow_reflow.pt")
     assert code == 2 and "num_pairs 40 -> 30" in err and err.count("\n") == 1

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from course_lib import ddpm
+from course_lib import config, ddpm
 
 MU, S = 0.5, 0.3  # data x0 ~ N(MU, S²) in every pixel
 
@@ -47,7 +47,8 @@ def test_ancestral_chain_has_the_forward_marginals_at_every_step(variance, final
     s = ddpm.NoiseScheduler(variance=variance)
     n = 40_000  # one pixel each: standard error of a variance ≈ var * sqrt(2 / n) = 0.7 %
     checked = {}
-    for step, x in ddpm.ddpm_steps(exact_noise_model(s), s, (n, 1, 1, 1), generator=torch.Generator().manual_seed(6)):
+    gen = torch.Generator().manual_seed(6)  # x_T, then each step's noise, from one stream
+    for step, x in ddpm.ddpm_steps(exact_noise_model(s), s, config.randn((n, 1, 1, 1), gen), generator=gen):
         if step in (900, 500, 250, 100, 20, 0):
             checked[step] = x.flatten().double()
     for step, x in checked.items():
@@ -76,7 +77,7 @@ def test_ddim_driven_by_the_true_noise_lands_on_the_image():
 
     for num_steps in (1, 2, 10):
         x_T, _ = s.noise_image(x0, 999, noise=noise)
-        out = ddpm.sample_ddim(true_noise, s, x0.shape, num_steps, x_T=x_T)
+        out = ddpm.sample_ddim(true_noise, s, x_T, num_steps=num_steps)
         torch.testing.assert_close(out, x0, atol=2e-4, rtol=0)
 
 
@@ -85,7 +86,7 @@ def test_one_step_ddim_returns_the_clean_estimate():
     s = ddpm.NoiseScheduler()
     gen = torch.Generator().manual_seed(8)
     x_T, eps = torch.randn(2, 1, 3, 3, generator=gen), torch.randn(2, 1, 3, 3, generator=gen)
-    out = ddpm.sample_ddim(lambda x_t, t, labels=None: eps, s, x_T.shape, 1, x_T=x_T)
+    out = ddpm.sample_ddim(lambda x_t, t, labels=None: eps, s, x_T, num_steps=1)
     alpha_bar = s.alpha_bars[999].double()
     expected = (x_T.double() - (1 - alpha_bar).sqrt() * eps.double()) / alpha_bar.sqrt()
     torch.testing.assert_close(out.double(), expected, atol=1e-4, rtol=1e-5)
@@ -100,8 +101,8 @@ def test_ddim_converges_to_the_gaussian_as_steps_grow():
     s = ddpm.NoiseScheduler()
     errors = []
     for num_steps in (20, 100, 1000):
-        out = ddpm.sample_ddim(exact_noise_model(s), s, (4000, 1, 2, 2), num_steps,
-                               generator=torch.Generator().manual_seed(1))
+        out = ddpm.sample_ddim(exact_noise_model(s), s, config.randn((4000, 1, 2, 2), torch.Generator().manual_seed(1)),
+                               num_steps=num_steps)
         assert out.mean().item() == pytest.approx(MU, abs=0.015)
         errors.append(abs(out.std().item() - S))
     assert errors[0] > errors[1] > errors[2]
@@ -111,22 +112,25 @@ def test_ddim_converges_to_the_gaussian_as_steps_grow():
 def test_v_prediction_is_converted_to_the_same_noise():
     s = ddpm.NoiseScheduler()
     gen = torch.Generator().manual_seed(2)
-    eps_run = ddpm.sample_ddim(exact_noise_model(s), s, (64, 1, 2, 2), 20, generator=gen)
+    eps_run = ddpm.sample_ddim(exact_noise_model(s), s, config.randn((64, 1, 2, 2), gen), num_steps=20)
     gen = torch.Generator().manual_seed(2)
-    v_run = ddpm.sample_ddim(exact_v_model(s), s, (64, 1, 2, 2), 20, generator=gen, prediction="v")
+    v_run = ddpm.sample_ddim(exact_v_model(s), s, config.randn((64, 1, 2, 2), gen), num_steps=20, prediction="v")
     torch.testing.assert_close(v_run, eps_run, atol=1e-4, rtol=1e-4)
 
 
 def test_samplers_are_reproducible_and_yield_every_step():
     s = ddpm.NoiseScheduler()
     model = exact_noise_model(s)
-    a = ddpm.sample(model, s, (2, 1, 2, 2), generator=torch.Generator().manual_seed(3))
-    b = ddpm.sample(model, s, (2, 1, 2, 2), generator=torch.Generator().manual_seed(3))
-    torch.testing.assert_close(a, b)
-    frames = list(ddpm.ddim_steps(model, s, (2, 1, 2, 2), 10, generator=torch.Generator().manual_seed(3)))
+    runs = []
+    for _ in range(2):
+        gen = torch.Generator().manual_seed(3)
+        runs.append(ddpm.sample(model, s, config.randn((2, 1, 2, 2), gen), generator=gen))
+    torch.testing.assert_close(*runs)
+    frames = list(ddpm.ddim_steps(model, s, config.randn((2, 1, 2, 2), torch.Generator().manual_seed(3)),
+                                  num_steps=10))
     assert [step for step, _ in frames] == [999, 888, 777, 666, 555, 444, 333, 222, 111, 0]
     with pytest.raises(ValueError, match="num_steps"):
-        ddpm.sample_ddim(model, s, (2, 1, 2, 2), 0)
+        ddpm.sample_ddim(model, s, torch.zeros(2, 1, 2, 2), num_steps=0)
 
 
 def test_loss_targets():

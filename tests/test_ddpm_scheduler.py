@@ -216,17 +216,14 @@ def test_a_noise_of_another_shape_is_refused(shape):
         s.sample_prev_image_distribution(x, 5, torch.zeros_like(x), noise=torch.zeros(shape))
 
 
-def test_num_timesteps_is_t_and_num_steps_stays_its_old_name():
-    """T is ``num_timesteps``; ``num_steps`` (notebooks, checkpoints' metadata) still works, read-only."""
-    scheduler = ddpm.NoiseScheduler(num_timesteps=100)
-    assert scheduler.num_timesteps == scheduler.num_steps == 100 and scheduler.betas.shape == (100,)
-    old = ddpm.NoiseScheduler(num_steps=100, schedule="cosine")
-    assert old.num_timesteps == 100
-    torch.testing.assert_close(old.betas, ddpm.NoiseScheduler(100, "cosine").betas)
-    with pytest.raises(AttributeError):
-        scheduler.num_steps = 5
-    with pytest.raises(ValueError, match="old name of num_timesteps"):
-        ddpm.NoiseScheduler(num_timesteps=50, num_steps=100)
+def test_num_timesteps_is_t_and_num_steps_is_no_longer_its_name():
+    """T is ``num_timesteps``, the one name (issue 23): ``num_steps`` is a sampler's step count, never T."""
+    scheduler = ddpm.NoiseScheduler(num_timesteps=100, schedule="cosine")
+    assert scheduler.num_timesteps == 100 and scheduler.betas.shape == (100,)
+    torch.testing.assert_close(scheduler.betas, ddpm.NoiseScheduler(100, "cosine").betas)
+    assert not hasattr(scheduler, "num_steps")
+    with pytest.raises(TypeError, match="num_steps"):
+        ddpm.NoiseScheduler(num_steps=100)
 
 
 def test_logit_normal_steps_follow_the_flow_models_time_distribution():

@@ -8,7 +8,8 @@ Training seeds everything from ``--seed`` (``training.seed_everything``), the gl
 import pytest
 import torch
 
-from course_lib import cli, ddpm, dit, flow, training
+from course_lib import checkpoint, cli, config, ddpm, dit, flow
+from course_lib.cli.train import CHECKPOINT_NAMES
 
 SHAPE = (3, 1, 32, 32)
 LABELS = torch.tensor([1, 4, 7])
@@ -21,13 +22,18 @@ def model():
     return dit.DiT(dit.preset("tiny", cross_attention=True)).eval()
 
 
+def noise(g):
+    """The start noise, drawn from the sampler's generator (the samplers take it from their caller)."""
+    return config.randn(SHAPE, g)
+
+
 SAMPLERS = {
-    "ddpm": lambda m, g: ddpm.sample(m, SCHEDULER, SHAPE, labels=LABELS, guidance_scale=2.0, generator=g),
-    "ddim": lambda m, g: ddpm.sample_ddim(m, SCHEDULER, SHAPE, 5, labels=LABELS, guidance_scale=2.0, generator=g),
-    "euler": lambda m, g: flow.sample_ode(m, SHAPE, 4, "euler", LABELS, 2.0, g),
-    "heun": lambda m, g: flow.sample_ode(m, SHAPE, 3, "heun", LABELS, 2.0, g),
-    "midpoint": lambda m, g: flow.sample_ode(m, SHAPE, 3, "midpoint", LABELS, 2.0, g),
-    "sde": lambda m, g: flow.sample_sde(m, SHAPE, 4, 1.0, LABELS, 2.0, g),
+    "ddpm": lambda m, g: ddpm.sample(m, SCHEDULER, noise(g), LABELS, guidance_scale=2.0, generator=g),
+    "ddim": lambda m, g: ddpm.sample_ddim(m, SCHEDULER, noise(g), LABELS, num_steps=5, guidance_scale=2.0),
+    "euler": lambda m, g: flow.sample_ode(m, noise(g), LABELS, num_steps=4, method="euler", guidance_scale=2.0),
+    "heun": lambda m, g: flow.sample_ode(m, noise(g), LABELS, num_steps=3, method="heun", guidance_scale=2.0),
+    "midpoint": lambda m, g: flow.sample_ode(m, noise(g), LABELS, num_steps=3, method="midpoint", guidance_scale=2.0),
+    "sde": lambda m, g: flow.sample_sde(m, noise(g), LABELS, num_steps=4, gamma=1.0, guidance_scale=2.0, generator=g),
 }
 
 
@@ -47,7 +53,7 @@ def first_steps(kind, folder, *extra):
     status = cli.main(["train", kind, "--preset", "tiny", "--epochs", "1", "--batch_size", "16", "--max_steps", "3",
                        "--limit", "64", "--save_dir", str(folder), "--device", "cpu", *extra])
     assert status == 0
-    resume = training.load_checkpoint(training.resume_path(folder / cli.CHECKPOINT_NAMES[kind]), kind=kind)
+    resume = checkpoint.load_checkpoint(checkpoint.resume_path(folder / CHECKPOINT_NAMES[kind]), kind=kind)
     return resume["training"]
 
 

@@ -16,7 +16,8 @@ import pytest
 import torch
 from cli_helpers import assert_refused, main_exit
 
-from course_lib import cli, cli_train, data, distributed, dit, training
+from course_lib import checkpoint, cli, data, distributed, dit, training
+from course_lib.cli import train as cli_train
 
 REPO = Path(__file__).resolve().parent.parent
 PROCESSES, BATCH, IMAGES, SEED = 2, 32, 64, 3  # 2 steps per epoch, 16 images per process per step
@@ -87,23 +88,24 @@ def one_process_reference(epochs: int) -> training.TrainResult:
     loss_fn = cli_train.objective("ddpm", settings, torch.device("cpu"))
     training.seed_everything(SEED)  # as the command line: the initial weights come from the seed
     model = dit.DiT(model_cfg)
-    run = training._Run.build(model, train_cfg, torch.device("cpu"), IMAGES, "ddpm", model_cfg.to_dict(), {})
+    run = training._Run.build(model, train_cfg, torch.device("cpu"), IMAGES, None)
     for epoch in range(epochs):
         order = torch.randperm(IMAGES, generator=torch.Generator().manual_seed(SEED + epoch))
         streams = [torch.Generator().manual_seed(distributed.noise_seed(SEED, epoch, r)) for r in range(PROCESSES)]
 
-        def halves(net, x, y, generator, streams=streams):
-            return sum(loss_fn(net, x[r::PROCESSES], y[r::PROCESSES], streams[r]) for r in range(PROCESSES)) / 2
+        def halves(net, batch, generator, streams=streams):
+            x, y = batch
+            return sum(loss_fn(net, (x[r::PROCESSES], y[r::PROCESSES]), streams[r]) for r in range(PROCESSES)) / 2
 
         for start in range(0, IMAGES, BATCH):
             batch = order[start:start + BATCH]
-            run.step(halves, images[batch], labels[batch], None)
+            run.step(halves, (images[batch], labels[batch]), None)
         run.result.epoch += 1
     return run.result
 
 
 def training_state(path: Path) -> dict:
-    return training.load_checkpoint(training.resume_path(path), kind="ddpm")["training"]
+    return checkpoint.load_checkpoint(checkpoint.resume_path(path), kind="ddpm")["training"]
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +126,7 @@ def test_two_processes_equal_one_process_over_the_same_global_batches(straight):
     ema = {f"module.{k}": v for k, v in reference.ema.state_dict().items()}
     for name, tensor in ema.items():
         torch.testing.assert_close(saved["ema"][name], tensor, rtol=1e-4, atol=1e-6, msg=name)
-    meta = training.load_checkpoint(straight)["metadata"]
+    meta = checkpoint.load_checkpoint(straight)["metadata"]
     assert (meta["processes"], meta["batch_per_process"], meta["train_config"]["batch_size"]) == (2, 16, BATCH)
     assert meta["recipe"].startswith("torchrun --nnodes=1 --nproc_per_node=2 -m course_lib train ddpm")
 
@@ -164,8 +166,8 @@ def test_a_killed_process_ends_the_run_and_leaves_the_last_checkpoint_loadable(t
                      rf"--resume ", ours[0]), ours[0]
     assert writes == ["0 flow_cfg.resume.pt", "0 flow_cfg.pt"]
     assert sorted(p.name for p in save_dir.iterdir()) == ["flow_cfg.pt", "flow_cfg.resume.pt"]  # no lock, no .partial
-    cli.load_model(path, "flow", torch.device("cpu"))
-    assert training.load_checkpoint(training.resume_path(path), kind="flow")["training"]["epoch"] == 1
+    checkpoint.load_model(path, "flow", torch.device("cpu"))
+    assert checkpoint.load_checkpoint(checkpoint.resume_path(path), kind="flow")["training"]["epoch"] == 1
 
 
 # ---------------------------------------------------------------------------- bad launches: one line, exit 2
@@ -247,7 +249,7 @@ def test_a_plain_run_never_starts_a_process_group(monkeypatch, tmp_path):
     monkeypatch.setattr(distributed.dist, "init_process_group", lambda *a, **k: pytest.fail("a process group"))
     monkeypatch.setattr(training, "DistributedDataParallel", lambda *a, **k: pytest.fail("DDP"))
     assert cli.main([*map(str, TRAIN), "--epochs", "1", "--max_steps", "1", "--save_dir", str(tmp_path)]) == 0
-    assert training.load_checkpoint(tmp_path / "ddpm_uncond.pt")["metadata"]["processes"] == 1
+    assert checkpoint.load_checkpoint(tmp_path / "ddpm_uncond.pt")["metadata"]["processes"] == 1
 
 
 def test_each_process_and_epoch_draws_its_own_noise_reproducibly():

@@ -18,7 +18,7 @@ import math
 import pytest
 import torch
 
-from course_lib import ddpm, flow, guidance
+from course_lib import config, ddpm, flow, guidance
 from course_lib.data import NULL_LABEL
 
 MU, S = 0.5, 0.3  # data x0 ~ N(MU, S²) in every pixel
@@ -32,7 +32,7 @@ def seeded(seed: int) -> torch.Generator:
 def affine_output(method: str, num_steps: int, mean: float = MU, std: float = S, **kwargs) -> tuple[float, float]:
     """Exact (mean, std) of the sampler's output for N(0, 1) noise, from the two starts x_1 = 0 and 1."""
     starts = torch.tensor([0.0, 1.0], dtype=torch.float64).view(2, 1, 1, 1)
-    out = flow.sample_ode(flow.gaussian_velocity(mean, std), (2, 1, 1, 1), num_steps, method, x_1=starts,
+    out = flow.sample_ode(flow.gaussian_velocity(mean, std), starts, num_steps=num_steps, method=method,
                           **kwargs).flatten()
     return out[0].item(), abs((out[1] - out[0]).item())
 
@@ -226,7 +226,8 @@ def test_sampling_gaussian_noise_gives_the_data_statistics():
     Standard errors: mean 0.0015, std 0.0011; the tolerances are 0.006 and 0.005 (plus the 0.0004 bias).
     Guards: noise drawn with the wrong shape or scale inside the sampler.
     """
-    out = flow.sample_ode(flow.gaussian_velocity(MU, S), (10_000, 1, 2, 2), 32, "heun", generator=seeded(0))
+    out = flow.sample_ode(flow.gaussian_velocity(MU, S), config.randn((10_000, 1, 2, 2), seeded(0)), num_steps=32,
+                          method="heun")
     assert out.mean().item() == pytest.approx(MU, abs=0.006)
     assert out.std().item() == pytest.approx(S, abs=0.005)
 
@@ -266,10 +267,10 @@ def test_heun_euler_last_is_heun_until_its_last_step_which_never_calls_the_netwo
         return flow.gaussian_velocity(MU, S)(x_t, t, labels)
 
     x_1 = torch.randn(3, 1, 2, 2, generator=seeded(0), dtype=torch.float64)
-    heun = [x for _, x in flow.ode_steps(model, x_1.shape, 5, "heun", x_1=x_1)]
+    heun = [x for _, x in flow.ode_steps(model, x_1, num_steps=5, method="heun")]
     assert 0.0 in seen_times
     seen_times.clear()
-    mixed = [x for _, x in flow.ode_steps(model, x_1.shape, 5, "heun_euler_last", x_1=x_1)]
+    mixed = [x for _, x in flow.ode_steps(model, x_1, num_steps=5, method="heun_euler_last")]
     assert 0.0 not in seen_times and len(seen_times) == flow.nfe("heun_euler_last", 5) == 9
     for ours, theirs in zip(mixed[:-1], heun[:-1], strict=True):
         assert torch.equal(ours, theirs)
@@ -299,7 +300,7 @@ def test_trajectory_follows_the_marginals():
     yielded time being the start of the step instead of its end, or a grid that stops short of t = 0.
     """
     starts = torch.tensor([0.0, 1.0], dtype=torch.float64).view(2, 1, 1, 1)
-    steps = list(flow.ode_steps(flow.gaussian_velocity(MU, S), (2, 1, 1, 1), 32, "heun", x_1=starts))
+    steps = list(flow.ode_steps(flow.gaussian_velocity(MU, S), starts, num_steps=32, method="heun"))
     assert len(steps) == 32
     times = [t for t, _ in steps]
     assert times == sorted(times, reverse=True) and times[-1] == 0.0 and times[0] == pytest.approx(1 - 1 / 32)
@@ -326,11 +327,11 @@ def test_network_evaluations_match_nfe(method):
     Guards: an NFE table that miscounts (Heun costs 2 per step) and guidance done as two separate passes.
     """
     model, calls = count_calls(lambda x, t, labels: torch.zeros_like(x))
-    flow.sample_ode(model, (3, 1, 2, 2), 5, method, generator=seeded(0))
+    noise = config.randn((3, 1, 2, 2), seeded(0))
+    flow.sample_ode(model, noise, num_steps=5, method=method)
     assert len(calls) == flow.nfe(method, 5) and set(calls) == {3}
     calls.clear()
-    flow.sample_ode(model, (3, 1, 2, 2), 5, method, labels=torch.tensor([1, 2, 3]), guidance_scale=2.0,
-                    generator=seeded(0))
+    flow.sample_ode(model, noise, torch.tensor([1, 2, 3]), num_steps=5, method=method, guidance_scale=2.0)
     assert len(calls) == flow.nfe(method, 5) and set(calls) == {6}
 
 
@@ -353,7 +354,7 @@ def test_guidance_scale_0_is_unconditional_and_1_is_conditional(method):
     shape = (4, 1, 3, 3)
     x_1 = torch.randn(shape, generator=seeded(0))
     labels = torch.tensor([0, 3, 7, 9])
-    run = lambda model, **kw: flow.sample_ode(model, shape, 6, method, x_1=x_1, **kw)  # noqa: E731
+    run = lambda model, **kw: flow.sample_ode(model, x_1, num_steps=6, method=method, **kw)  # noqa: E731
     unconditional = run(lambda x, t, y: labelled_model(x, t, torch.full_like(labels, NULL_LABEL)))
     conditional = run(lambda x, t, y: labelled_model(x, t, labels))
     assert torch.equal(run(labelled_model, labels=labels, guidance_scale=0.0), unconditional)
@@ -369,47 +370,58 @@ def test_guided_velocity_follows_the_formula():
     labels = torch.tensor([1, 2, 3, 4])
     t = torch.tensor(0.4)
     cond, uncond = labelled_model(x, t, labels), labelled_model(x, t, torch.full_like(labels, NULL_LABEL))
-    guided = guidance.maybe_guided(labelled_model, 2.5)(x, t, labels)
+    guided = guidance.maybe_guided(labelled_model, 2.5, labels)(x, t, labels)
     torch.testing.assert_close(guided, uncond + 2.5 * (cond - uncond))
 
 
 # ---------------------------------------------------------------------------- inputs and determinism
-@pytest.mark.parametrize("num_steps", [0, -1, 2.5, True, "4"])
-def test_bad_step_counts_raise(num_steps):
-    """Guards: 0 steps silently returning the noise, a float step count, True taken as 1."""
-    with pytest.raises(ValueError, match="num_steps"):
-        flow.sample_ode(flow.gaussian_velocity(MU, S), (2, 1, 2, 2), num_steps, "heun")
+@pytest.mark.parametrize("num_steps, error", [(0, ValueError), (-1, ValueError), (2.5, TypeError), (True, TypeError),
+                                              ("4", TypeError)])
+def test_bad_step_counts_raise(num_steps, error):
+    """Guards: 0 steps silently returning the noise, a float step count, True taken as 1.
+
+    A count of the wrong type is a TypeError since the redesign (issue 23); it was a ValueError."""
+    with pytest.raises(error, match="num_steps"):
+        flow.sample_ode(flow.gaussian_velocity(MU, S), torch.zeros(2, 1, 2, 2), num_steps=num_steps, method="heun")
 
 
 @pytest.mark.parametrize("method", ["rk4", "Euler", "", None])
 def test_bad_methods_raise(method):
     """Guards: an unknown method falling through to one of the others."""
     with pytest.raises(ValueError, match="method"):
-        flow.sample_ode(flow.gaussian_velocity(MU, S), (2, 1, 2, 2), 4, method)
+        flow.sample_ode(flow.gaussian_velocity(MU, S), torch.zeros(2, 1, 2, 2), num_steps=4, method=method)
 
 
 def test_bad_labels_and_guidance_raise():
     """Guards: the null label or 11 accepted as a digit, a negative scale, guidance without labels."""
-    model = labelled_model
-    with pytest.raises(ValueError, match="digits"):
-        flow.sample_ode(model, (2, 1, 2, 2), 2, labels=torch.tensor([3, NULL_LABEL]), guidance_scale=2.0)
-    with pytest.raises(ValueError, match="guidance_scale"):
-        flow.sample_ode(model, (2, 1, 2, 2), 2, labels=torch.tensor([3, 4]), guidance_scale=-1.0)
+    model, noise = labelled_model, torch.zeros(2, 1, 2, 2)
     with pytest.raises(ValueError, match="labels"):
-        flow.sample_ode(model, (2, 1, 2, 2), 2, guidance_scale=2.0)
+        flow.sample_ode(model, noise, torch.tensor([3, NULL_LABEL]), num_steps=2, guidance_scale=2.0)
+    with pytest.raises(ValueError, match="labels"):
+        flow.sample_ode(model, noise, torch.tensor([3, 11]), num_steps=2)  # unguided: 0-9 and NULL_LABEL only
+    with pytest.raises(ValueError, match="guidance_scale"):
+        flow.sample_ode(model, noise, torch.tensor([3, 4]), num_steps=2, guidance_scale=-1.0)
+    with pytest.raises(ValueError, match="labels"):
+        flow.sample_ode(model, noise, num_steps=2, guidance_scale=2.0)
 
 
 @pytest.mark.parametrize("method", flow.ODE_METHODS)
 def test_same_seed_same_samples(method):
-    """Guards: noise drawn from the global RNG instead of the generator (unreproducible samples)."""
+    """Guards: noise drawn from the global RNG instead of the generator (unreproducible samples).
+
+    The ODE samplers take their noise from the caller; config.randn draws it from the generator alone."""
     shape = (3, 1, 4, 4)
     model = flow.gaussian_velocity(MU, S)
-    first = flow.sample_ode(model, shape, 4, method, generator=seeded(11))
+
+    def draw(seed):
+        return flow.sample_ode(model, config.randn(shape, seeded(seed)), num_steps=4, method=method)
+
+    first = draw(11)
     torch.manual_seed(123)  # the global state must not matter
-    assert torch.equal(first, flow.sample_ode(model, shape, 4, method, generator=seeded(11)))
-    assert not torch.equal(first, flow.sample_ode(model, shape, 4, method, generator=seeded(12)))
+    assert torch.equal(first, draw(11))
+    assert not torch.equal(first, draw(12))
     x_1 = torch.randn(shape, generator=seeded(11))
-    assert torch.equal(first, flow.sample_ode(model, shape, 4, method, x_1=x_1))  # noise comes first
+    assert torch.equal(first, flow.sample_ode(model, x_1, num_steps=4, method=method))  # the same noise
 
 
 # ---------------------------------------------------------------------------- figures and explorer of notebooks 04-05
@@ -431,14 +443,13 @@ def test_flow_steps_explorer_draws_the_ode_from_its_fixed_noise():
     assert (slider.min, slider.max, slider.value) == (1, 50, 3)
     assert list(toggle.options) == ["euler", "heun", "heun_euler_last", "midpoint"]
     assert explorer.figure.axes[0].get_title().startswith("euler, 3 steps = 3 NFE")
-    expected = flow.sample_ode(model, explorer.noise.shape, 3, "euler", x_1=explorer.noise)
+    expected = flow.sample_ode(model, explorer.noise, num_steps=3, method="euler")
     torch.testing.assert_close(explorer.images, expected)
     first = explorer.images
     toggle.value = "heun"
     slider.value = 5
     assert explorer.figure.axes[0].get_title().startswith("heun, 5 steps = 10 NFE")
-    torch.testing.assert_close(explorer.images, flow.sample_ode(model, explorer.noise.shape, 5, "heun",
-                                                                x_1=explorer.noise))
+    torch.testing.assert_close(explorer.images, flow.sample_ode(model, explorer.noise, num_steps=5, method="heun"))
     toggle.value = "heun_euler_last"
     assert explorer.figure.axes[0].get_title().startswith("heun_euler_last, 5 steps = 9 NFE")
     toggle.value, slider.value = "euler", 3  # deterministic: the first picture comes back

@@ -12,7 +12,7 @@ import math
 import pytest
 import torch
 
-from course_lib import evaluation, flow
+from course_lib import config, evaluation, flow
 
 MU, S = 0.5, 0.3
 
@@ -27,9 +27,13 @@ def exact_score(x: torch.Tensor, t: float) -> torch.Tensor:
     return -(x - mean) / std**2
 
 
-def sde(shape, num_steps, gamma, seed=0, **kwargs):
-    return flow.sample_sde(flow.gaussian_velocity(MU, S), shape, num_steps, gamma,
-                           generator=torch.Generator().manual_seed(seed), **kwargs)
+def sde(shape, num_steps, gamma, seed=0, x_1=None, **kwargs):
+    """The SDE sampler from ``x_1``, or from noise drawn first from the seed's generator; its step noise
+    comes from that generator."""
+    generator = torch.Generator().manual_seed(seed)
+    noise = config.randn(shape, generator) if x_1 is None else x_1
+    return flow.sample_sde(flow.gaussian_velocity(MU, S), noise, num_steps=num_steps, gamma=gamma,
+                           generator=generator, **kwargs)
 
 
 def labelled_model(x_t, t, labels):
@@ -100,8 +104,9 @@ def test_sde_chain_passes_through_the_exact_marginal_at_t_one_half(gamma):
     (std); 0.012 is about 4.5 of them. Guards: the drift sign, the score without its 1/t, noise
     scaled by h instead of sqrt(h). (A constant σ² = γ is no bug here: every σ(t) keeps the marginals
     in continuous time; only the by-hand replay below pins σ² = γ·t.)"""
-    states = dict(flow.sde_steps(flow.gaussian_velocity(MU, S), (40_000, 1, 1, 1), 256, gamma,
-                                 generator=torch.Generator().manual_seed(0)))
+    generator = torch.Generator().manual_seed(0)
+    states = dict(flow.sde_steps(flow.gaussian_velocity(MU, S), config.randn((40_000, 1, 1, 1), generator),
+                                 num_steps=256, gamma=gamma, generator=generator))
     assert 0.5 in states
     mean, std = marginal(0.5)
     assert states[0.5].mean().item() == pytest.approx(mean, abs=0.012)
@@ -109,8 +114,8 @@ def test_sde_chain_passes_through_the_exact_marginal_at_t_one_half(gamma):
 
 
 def test_sde_steps_yield_each_time_down_to_zero():
-    times = [t for t, _ in flow.sde_steps(flow.gaussian_velocity(MU, S), (3, 1, 2, 2), 8, 1.0,
-                                          generator=torch.Generator().manual_seed(0))]
+    times = [t for t, _ in flow.sde_steps(flow.gaussian_velocity(MU, S), torch.zeros(3, 1, 2, 2), num_steps=8,
+                                          gamma=1.0, generator=torch.Generator().manual_seed(0))]
     assert times == pytest.approx([1 - k / 8 for k in range(1, 9)])
     assert times[-1] == 0.0
 
@@ -144,18 +149,20 @@ def test_one_step_sde_is_deterministic_given_x_1():
 def test_gamma_zero_is_the_euler_ode_bit_for_bit():
     model = flow.gaussian_velocity(MU, S)
     for num_steps in (1, 7, 32):
-        ode = flow.sample_ode(model, (6, 1, 4, 4), num_steps, "euler", generator=torch.Generator().manual_seed(4))
-        sde_out = flow.sample_sde(model, (6, 1, 4, 4), num_steps, 0.0, generator=torch.Generator().manual_seed(4))
+        noise = config.randn((6, 1, 4, 4), torch.Generator().manual_seed(4))
+        ode = flow.sample_ode(model, noise, num_steps=num_steps, method="euler")
+        sde_out = flow.sample_sde(model, noise, num_steps=num_steps, gamma=0.0,
+                                  generator=torch.Generator().manual_seed(4))
         assert torch.equal(ode, sde_out)
 
 
 def test_gamma_zero_with_guidance_is_the_guided_euler_ode_bit_for_bit():
     labels = torch.tensor([0, 3, 7, 9])
     x_1 = torch.randn(4, 1, 4, 4, generator=torch.Generator().manual_seed(5))
-    ode = flow.sample_ode(labelled_model, x_1.shape, 6, "euler", labels=labels, guidance_scale=3.0, x_1=x_1)
-    sde_out = flow.sample_sde(labelled_model, x_1.shape, 6, 0, labels=labels, guidance_scale=3.0, x_1=x_1)
+    ode = flow.sample_ode(labelled_model, x_1, labels, num_steps=6, method="euler", guidance_scale=3.0)
+    sde_out = flow.sample_sde(labelled_model, x_1, labels, num_steps=6, gamma=0, guidance_scale=3.0)
     assert torch.equal(ode, sde_out)
-    unguided = flow.sample_ode(labelled_model, x_1.shape, 6, "euler", labels=labels, x_1=x_1)
+    unguided = flow.sample_ode(labelled_model, x_1, labels, num_steps=6, method="euler")
     assert not torch.allclose(ode, unguided)  # guidance did change the path
 
 
@@ -188,29 +195,37 @@ def test_the_sde_noise_is_drawn_from_the_generator_not_the_global_seed():
 
 
 # ---------------------------------------------------------------------------- bad input
-@pytest.mark.parametrize("gamma", [-0.1, -1, float("nan"), float("inf"), -float("inf"), True, False, "1", None])
-def test_bad_gamma_is_refused_with_a_clear_message(gamma):
-    with pytest.raises(ValueError, match="gamma .*finite number >= 0"):
+# a value of the wrong type is a TypeError since the redesign (issue 23: plain ValueError/TypeError naming it)
+@pytest.mark.parametrize("gamma, error", [(-0.1, ValueError), (-1, ValueError), (float("nan"), ValueError),
+                                          (float("inf"), ValueError), (-float("inf"), ValueError), (True, TypeError),
+                                          (False, TypeError), ("1", TypeError), (None, TypeError)])
+def test_bad_gamma_is_refused_with_a_clear_message(gamma, error):
+    with pytest.raises(error, match="gamma"):
         sde((2, 1, 2, 2), 4, gamma)
 
 
 @pytest.mark.parametrize("gamma", [0, 0.0, 1, 2.5])
 def test_good_gamma_is_accepted(gamma):
-    assert flow.check_gamma(gamma) == float(gamma)
+    assert config.check_number("gamma", gamma) == float(gamma)
+    assert torch.isfinite(sde((2, 1, 2, 2), 2, gamma)).all()
 
 
-@pytest.mark.parametrize("num_steps", [0, -3, 2.0, True])
-def test_bad_step_count_is_refused(num_steps):
-    with pytest.raises(ValueError, match="num_steps must be a positive integer"):
+@pytest.mark.parametrize("num_steps, error", [(0, ValueError), (-3, ValueError), (2.0, TypeError), (True, TypeError)])
+def test_bad_step_count_is_refused(num_steps, error):
+    with pytest.raises(error, match="num_steps"):
         sde((2, 1, 2, 2), num_steps, 1.0)
 
 
-def test_x_1_of_another_shape_is_refused():
-    """Guards: the step noise drawn with ``shape`` and silently broadcast over a larger x_1 (every
-    sample would then get the same noise)."""
-    x_1 = torch.randn(8, 1, 2, 2, generator=torch.Generator().manual_seed(0))
-    with pytest.raises(ValueError, match="x_1 has shape"):
-        sde((1, 1, 2, 2), 4, 1.0, x_1=x_1)
+def test_the_step_noise_takes_the_start_noises_shape_and_labels_must_fit_it():
+    """Guards: one step noise broadcast over the batch (every sample would then get the same noise).
+
+    Before issue 23 the sampler took ``shape`` and ``x_1`` and refused an ``x_1`` of another shape; now the
+    noise is the one source of the shape, so what is left to refuse is labels for another batch size."""
+    x_1 = torch.randn(1, 1, 2, 2, generator=torch.Generator().manual_seed(0)).expand(8, 1, 2, 2)
+    out = sde(x_1.shape, 4, 1.0, x_1=x_1)
+    assert out.shape == (8, 1, 2, 2) and len({tuple(row.flatten().tolist()) for row in out}) == 8
+    with pytest.raises(ValueError, match="labels"):
+        flow.sample_sde(labelled_model, x_1, torch.tensor([1, 2]), num_steps=4, generator=torch.Generator())
 
 
 def test_nfe_of_the_sde_is_one_per_step():
@@ -220,7 +235,8 @@ def test_nfe_of_the_sde_is_one_per_step():
         calls.append(1)
         return torch.zeros_like(x_t)
 
-    flow.sample_sde(counting, (2, 1, 2, 2), 12, 1.0, generator=torch.Generator().manual_seed(0))
+    flow.sample_sde(counting, torch.zeros(2, 1, 2, 2), num_steps=12, gamma=1.0,
+                    generator=torch.Generator().manual_seed(0))
     assert len(calls) == flow.nfe("sde", 12) == 12
 
 

@@ -5,6 +5,8 @@ one the exact ε of N(μ_u, S²) (same S), the guided ε = ε_u + w (ε_c - ε_u
 so it is exactly the ε of N(μ_u + w (μ_c - μ_u), S²): guided sampling must return that Gaussian.
 """
 
+import argparse
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -12,7 +14,7 @@ matplotlib.use("Agg")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from course_lib import ddpm, dit, guidance  # noqa: E402
+from course_lib import cli, config, ddpm, dit, guidance  # noqa: E402
 from course_lib.data import NULL_LABEL  # noqa: E402
 
 S = 0.3
@@ -121,13 +123,17 @@ def test_batched_guided_forward_equals_two_separate_forwards():
 
 
 def test_guided_wrapper_matches_guided_prediction_and_needs_labels():
+    """Guided sampling without labels is refused where a sampler starts (maybe_guided), not at every step."""
     model = _open_dit()
     x_t, t, labels = torch.randn(2, 1, 32, 32), torch.rand(2), torch.tensor([3, 8])
     with torch.no_grad():
         torch.testing.assert_close(guidance.guided(model, 2.0)(x_t, t, labels),
                                    guidance.guided_prediction(model, x_t, t, labels, 2.0))
+    assert guidance.maybe_guided(model, None, None) is model  # no scale: the model itself
     with pytest.raises(ValueError, match="needs labels"):
-        guidance.guided(model, 2.0)(x_t, t, None)
+        guidance.maybe_guided(model, 2.0, None)
+    with pytest.raises(ValueError, match="needs labels"):
+        ddpm.sample_ddim(model, ddpm.NoiseScheduler(), x_t, num_steps=2, guidance_scale=2.0)
 
 
 @pytest.mark.parametrize("bad, error", [
@@ -145,8 +151,24 @@ def test_bad_guidance_scales_are_refused(bad, error):
     (torch.tensor([10]), ValueError), (torch.tensor([-1]), ValueError), (torch.tensor([2.0]), TypeError),
 ])
 def test_sampling_labels_must_be_digits(labels, error):
-    with pytest.raises(error, match="labels must be"):
-        guidance.guided_prediction(Recorder(), torch.zeros(1, 1, 4, 4), torch.rand(1), labels, 1.0)
+    """Checked once where a guided sampler starts (guidance.sampling_labels), not in the per-step formula."""
+    noise = torch.zeros(1, 1, 4, 4)
+    with pytest.raises(error, match="labels"):
+        guidance.sampling_labels(labels, noise, 1.0)
+    with pytest.raises(error, match="labels"):
+        ddpm.sample_ddim(Recorder(), ddpm.NoiseScheduler(), noise, labels, num_steps=2, guidance_scale=1.0)
+
+
+def test_unguided_sampling_may_ask_for_the_null_label_and_labels_must_fit_the_batch():
+    """Unguided, NULL_LABEL asks a conditional model for its unconditional prediction; guided, the sampler adds it."""
+    noise = torch.zeros(2, 1, 4, 4)
+    null = torch.full((2,), NULL_LABEL)
+    assert torch.equal(guidance.sampling_labels(null, noise, None), null)
+    with pytest.raises(ValueError, match="labels"):
+        guidance.sampling_labels(null, noise, 2.0)
+    with pytest.raises(ValueError, match="labels"):
+        guidance.sampling_labels(torch.tensor([1, 2, 3]), noise, None)  # three labels for two images
+    assert guidance.sampling_labels(None, noise, None) is None
 
 
 # ---------------------------------------------------------------------------- samplers, closed form
@@ -154,8 +176,8 @@ def test_sampling_labels_must_be_digits(labels, error):
 def test_guided_ddim_returns_the_extrapolated_gaussian(w):
     scheduler = ddpm.NoiseScheduler()
     labels = torch.tensor([0, 1]).repeat_interleave(2000)
-    out = ddpm.sample_ddim(gaussian_class_model(scheduler), scheduler, (4000, 1, 2, 2), 100, labels=labels,
-                           guidance_scale=w, generator=torch.Generator().manual_seed(0))
+    noise = config.randn((4000, 1, 2, 2), torch.Generator().manual_seed(0))
+    out = ddpm.sample_ddim(gaussian_class_model(scheduler), scheduler, noise, labels, num_steps=100, guidance_scale=w)
     for digit, half in ((0, out[:2000]), (1, out[2000:])):
         expected = MEANS[NULL_LABEL] + w * (MEANS[digit] - MEANS[NULL_LABEL])
         # DDIM's mean is right at any step count (tests/test_ddpm_sampling.py); 8000 values per half
@@ -165,8 +187,9 @@ def test_guided_ddim_returns_the_extrapolated_gaussian(w):
 def test_guided_ancestral_ddpm_returns_the_extrapolated_gaussian():
     scheduler = ddpm.NoiseScheduler()
     labels = torch.full((2000,), 1)  # 8000 values: standard errors 0.0034 (mean) and 0.8 % (std)
-    out = ddpm.sample(gaussian_class_model(scheduler), scheduler, (2000, 1, 2, 2), labels=labels,
-                      guidance_scale=2.0, generator=torch.Generator().manual_seed(0))
+    gen = torch.Generator().manual_seed(0)
+    out = ddpm.sample(gaussian_class_model(scheduler), scheduler, config.randn((2000, 1, 2, 2), gen), labels,
+                      guidance_scale=2.0, generator=gen)
     assert out.mean().item() == pytest.approx(MEANS[NULL_LABEL] + 2.0 * (MEANS[1] - MEANS[NULL_LABEL]), abs=0.015)
     assert out.std().item() == pytest.approx(S, rel=0.05)  # guidance moved the mean, not the spread
 
@@ -174,10 +197,10 @@ def test_guided_ancestral_ddpm_returns_the_extrapolated_gaussian():
 def test_sampler_without_guidance_scale_calls_the_model_once_per_step_with_the_labels():
     model = Recorder()
     labels = torch.tensor([3, 5])
-    ddpm.sample_ddim(model, ddpm.NoiseScheduler(), (2, 1, 4, 4), 5, labels=labels)
+    ddpm.sample_ddim(model, ddpm.NoiseScheduler(), torch.zeros(2, 1, 4, 4), labels, num_steps=5)
     assert len(model.calls) == 5 and all(torch.equal(lab, labels) for _, lab in model.calls)
     model.calls.clear()
-    ddpm.sample_ddim(model, ddpm.NoiseScheduler(), (2, 1, 4, 4), 5, labels=labels, guidance_scale=2.0)
+    ddpm.sample_ddim(model, ddpm.NoiseScheduler(), torch.zeros(2, 1, 4, 4), labels, num_steps=5, guidance_scale=2.0)
     assert len(model.calls) == 5 and all(batch == 4 for batch, _ in model.calls)  # still one pass per step
 
 
@@ -211,8 +234,8 @@ def test_guidance_explorer_draws_guided_ddim_from_fixed_noise_and_redraws():
     model, scheduler = _open_dit(), ddpm.NoiseScheduler()
     explorer = widgets.guidance_explorer(model, scheduler, "v", digit=4, guidance_scale=2.0, num_images=4, steps=3)
     assert explorer.noise.shape == (4, 1, 32, 32)
-    expected = ddpm.sample_ddim(model, scheduler, (4, 1, 32, 32), 3, labels=torch.full((4,), 4), guidance_scale=2.0,
-                                prediction="v", x_T=explorer.noise)
+    expected = ddpm.sample_ddim(model, scheduler, explorer.noise, torch.full((4,), 4), num_steps=3, guidance_scale=2.0,
+                                prediction="v")
     torch.testing.assert_close(explorer.images, expected)
     assert explorer.figure.axes[0].get_title().startswith("digit 4, guidance 2: DDIM 3 steps")
     first = explorer.images
@@ -225,27 +248,40 @@ def test_guidance_explorer_draws_guided_ddim_from_fixed_noise_and_redraws():
     torch.testing.assert_close(explorer.images, unconditional)
 
 
-def test_p_uncond_has_one_checker_with_the_training_bound():
-    """drop_labels takes [0, 1]; training a conditional model needs p_uncond < 1 (some labels must be seen)."""
-    assert guidance.check_p_uncond(1.0) == 1.0 and guidance.check_p_uncond(0) == 0.0
-    with pytest.raises(ValueError, match=r"p_uncond must lie in \[0, 1\), got 1.0"):
-        guidance.check_p_uncond(1.0, for_training=True)
-    with pytest.raises(ValueError, match=r"p_uncond must lie in \[0, 1\], got nan"):
-        guidance.check_p_uncond(float("nan"))
+def test_p_uncond_is_checked_by_drop_labels_and_the_training_bound_by_the_command_line():
+    """drop_labels takes [0, 1]; training a conditional model needs p_uncond < 1 (some labels must be seen),
+    which the command line's argparse type enforces (issue 23 removed guidance.check_p_uncond)."""
+    labels = torch.arange(10)
+    assert (guidance.drop_labels(labels, 1.0) == NULL_LABEL).all()
+    assert torch.equal(guidance.drop_labels(labels, 0), labels)
+    for bad, error in ((float("nan"), ValueError), (1.5, ValueError), (-0.1, ValueError), ("0.1", TypeError)):
+        with pytest.raises(error, match="p_uncond"):
+            guidance.drop_labels(labels, bad)
+    assert cli.p_uncond_value("0") == 0.0 and cli.p_uncond_value("0.1") == 0.1
+    for text in ("1", "1.5", "nan", "-0.1"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            cli.p_uncond_value(text)
+    with pytest.raises(argparse.ArgumentTypeError, match=r"must lie in \[0, 1\)"):
+        cli.p_uncond_value("1")
 
 
-def test_a_capped_guidance_scale_says_its_range_in_both_forms():
-    with pytest.raises(ValueError, match=r"guidance_scale must lie in \[0, 20\]") as caught:
-        guidance.check_guidance_scale(25.0, maximum=20.0)
-    assert caught.value.for_option("--guidance_scale").startswith("--guidance_scale 25.0: must lie in [0, 20]")
+def test_the_command_line_caps_the_guidance_scale_the_library_does_not():
+    """The cap of 20 is the command line's (its argparse type); the library takes any finite scale >= 0."""
+    with pytest.raises(argparse.ArgumentTypeError, match=r"must lie in \[0, 20\]") as caught:
+        cli.guidance_value("25")
+    assert "25" in str(caught.value)
+    assert cli.guidance_value("20") == cli.MAX_GUIDANCE == 20.0
+    assert guidance.check_guidance_scale(25.0) == 25.0
 
 
-def test_guided_checks_its_labels_once_per_labels_tensor(monkeypatch):
-    """A sampler passes the same labels at every step: they are checked on the first call only."""
+def test_labels_are_checked_once_per_sampler_call_not_per_step(monkeypatch):
+    """A sampler checks its labels on entry; the guided model it calls at every step checks nothing."""
     calls, real = [], guidance.check_labels
-    monkeypatch.setattr(guidance, "check_labels", lambda y: calls.append(1) or real(y))
+    monkeypatch.setattr(guidance, "check_labels", lambda *a, **k: calls.append(1) or real(*a, **k))
     model, labels = guidance.guided(Recorder(), 2.0), torch.tensor([1, 2])
     for _ in range(3):
         model(torch.zeros(2, 1, 4, 4), torch.rand(2), labels)
-    model(torch.zeros(2, 1, 4, 4), torch.rand(2), torch.tensor([3, 4]))  # other labels: checked again
-    assert len(calls) == 2
+    assert calls == []
+    recorder = Recorder()
+    ddpm.sample_ddim(recorder, ddpm.NoiseScheduler(), torch.zeros(2, 1, 4, 4), labels, num_steps=4, guidance_scale=2.0)
+    assert len(recorder.calls) == 4 and len(calls) == 1

@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from course_lib import cli, cli_checks, ddpm, dit, training
+from course_lib import checkpoint, cli, ddpm, dit, training
+from course_lib.cli import checks as cli_checks
+from course_lib.cli.train import CHECKPOINT_NAMES
 
 STEPS_PER_EPOCH = 2  # 64 images, batch 32
 SCHEDULER = ddpm.NoiseScheduler()
@@ -26,8 +28,8 @@ def toy_data(n=64, seed=0):
     return torch.rand(n, 1, 32, 32, generator=gen) * 2 - 1, torch.randint(0, 10, (n,), generator=gen)
 
 
-def ddpm_loss(model, x, y, generator):
-    return ddpm.loss(model, x, None, SCHEDULER, generator, "eps")
+def ddpm_loss(model, batch, generator):
+    return ddpm.loss(model, batch[0], None, SCHEDULER, generator, "eps")
 
 
 def stop_at(step_number):
@@ -42,8 +44,8 @@ def run_with(cfg, path=None, resume=None, on_step=None):
     torch.manual_seed(cfg.seed)
     model = dit.DiT(dit.preset("tiny"))
     images, labels = toy_data()
-    return training.train(model, ddpm_loss, images, labels, cfg, "cpu", kind="ddpm",
-                          model_config=model.cfg.to_dict(), checkpoint_path=path, resume=resume,
+    checkpoints = None if path is None else training.Checkpoints(path, "ddpm", model.cfg.to_dict())
+    return training.train(model, ddpm_loss, (images, labels), cfg, "cpu", checkpoints=checkpoints, resume=resume,
                           on_step=on_step, progress=False)
 
 
@@ -76,9 +78,9 @@ def test_ctrl_c_saves_the_last_unsaved_epoch_and_resume_equals_a_straight_run(tm
     assert message == (f"interrupted at step 5; saved the end of epoch 2 (step 4) in {path}: --resume {path} "
                        f"continues from there (it redoes the 1 step(s) of the unfinished epoch)")
     assert isinstance(caught.value, KeyboardInterrupt) and caught.value.epoch == 2
-    saved = training.load_checkpoint(training.resume_path(path), kind="ddpm")
+    saved = checkpoint.load_checkpoint(checkpoint.resume_path(path), kind="ddpm")
     assert (saved["training"]["epoch"], saved["training"]["step"]) == (2, 2 * STEPS_PER_EPOCH)
-    assert training.load_checkpoint(path)["metadata"]["epoch"] == 2  # the slim file agrees
+    assert checkpoint.load_checkpoint(path)["metadata"]["epoch"] == 2  # the slim file agrees
     assert_same_run(run_with(cfg, path, resume=path), straight)
 
 
@@ -136,14 +138,14 @@ def test_ctrl_c_during_a_checkpoint_write_still_saves_that_epoch(tmp_path, monke
         run_with(cfg, path)
     monkeypatch.undo()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt", "ckpt.resume.pt"]
-    assert training.load_checkpoint(path)["metadata"]["epoch"] == 2
+    assert checkpoint.load_checkpoint(path)["metadata"]["epoch"] == 2
     assert_same_run(run_with(cfg, path, resume=path), straight)
 
 
 def test_a_failed_write_leaves_no_partial_file_and_the_old_checkpoint(tmp_path, monkeypatch):
     """A full disk (or Ctrl-C) inside torch.save: the half file is removed, the old checkpoint stays."""
     path = tmp_path / "ckpt.pt"
-    training.save_checkpoint(path, {"format": training.CHECKPOINT_FORMAT, "kind": "ddpm", "n": 1})
+    checkpoint.save_checkpoint(path, {"format": checkpoint.CHECKPOINT_FORMAT, "kind": "ddpm", "n": 1})
     good = path.read_bytes()
 
     def disk_full(obj, f):
@@ -152,7 +154,7 @@ def test_a_failed_write_leaves_no_partial_file_and_the_old_checkpoint(tmp_path, 
 
     monkeypatch.setattr(torch, "save", disk_full)
     with pytest.raises(OSError, match="No space left"):
-        training.save_checkpoint(path, {"format": training.CHECKPOINT_FORMAT, "kind": "ddpm", "n": 2})
+        checkpoint.save_checkpoint(path, {"format": checkpoint.CHECKPOINT_FORMAT, "kind": "ddpm", "n": 2})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt"] and path.read_bytes() == good
 
 
@@ -239,13 +241,13 @@ def start_driver(tmp_path, save_dir, extra=(), **hooks):
 
 def resume_to_the_end(capsys, save_dir, *extra):
     """Resume in this process (faster than a new interpreter) and return the final checkpoint."""
-    path = save_dir / cli.CHECKPOINT_NAMES["ddpm"]
+    path = save_dir / CHECKPOINT_NAMES["ddpm"]
     capsys.readouterr()
     code = cli.main([*TRAIN, "--save_dir", str(save_dir), *extra, "--resume", str(path)])
     out, err = capsys.readouterr()
     assert code == 0, err
     assert f"trained {PLANNED_STEPS} steps" in out
-    final = training.load_checkpoint(path, kind="ddpm")
+    final = checkpoint.load_checkpoint(path, kind="ddpm")
     assert (final["metadata"]["step"], final["metadata"]["epoch"]) == (PLANNED_STEPS, 3)
     assert not list(save_dir.glob("*.partial"))
     return final
@@ -257,9 +259,9 @@ def test_sigkill_during_training_keeps_the_last_checkpoint_and_resume_finishes(t
     process.send_signal(signal.SIGKILL)
     process.communicate(timeout=60)
     assert process.returncode == -signal.SIGKILL
-    path = save_dir / cli.CHECKPOINT_NAMES["ddpm"]
-    cli.load_model(path, "ddpm", torch.device("cpu"))  # the last complete checkpoint loads
-    assert training.load_checkpoint(path)["metadata"]["epoch"] == 1
+    path = save_dir / CHECKPOINT_NAMES["ddpm"]
+    checkpoint.load_model(path, "ddpm", torch.device("cpu"))  # the last complete checkpoint loads
+    assert checkpoint.load_checkpoint(path)["metadata"]["epoch"] == 1
     resume_to_the_end(capsys, save_dir)
 
 
@@ -278,8 +280,8 @@ def test_sigkill_during_a_checkpoint_write_keeps_complete_files_and_resume_finis
     assert process.returncode == -signal.SIGKILL
     assert len(list(save_dir.glob("*.partial"))) == 1
     for name, epoch in on_disk_after.items():
-        assert training.load_checkpoint(save_dir / name, kind="ddpm")["metadata"]["epoch"] == epoch
-    cli.load_model(save_dir / "ddpm_uncond.pt", "ddpm", torch.device("cpu"))
+        assert checkpoint.load_checkpoint(save_dir / name, kind="ddpm")["metadata"]["epoch"] == epoch
+    checkpoint.load_model(save_dir / "ddpm_uncond.pt", "ddpm", torch.device("cpu"))
     resume_to_the_end(capsys, save_dir)
 
 
@@ -290,7 +292,7 @@ def test_sigint_saves_the_last_completed_epoch_then_exits_130_with_one_line(tmp_
     assert {p.name for p in save_dir.iterdir()} == {cli_checks.LOCK_FILE}  # the run's lock, and no checkpoint yet
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=300)
-    path = save_dir / cli.CHECKPOINT_NAMES["ddpm"]
+    path = save_dir / CHECKPOINT_NAMES["ddpm"]
     assert process.returncode == 130, err
     assert err == (f"python -m course_lib train: interrupted at step 3; saved the end of epoch 1 (step 2) in "
                    f"{path}: --resume {path} continues from there (it redoes the 1 step(s) of the unfinished "

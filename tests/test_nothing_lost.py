@@ -21,7 +21,10 @@ import torch
 from cli_helpers import TINY, run, snapshot, tiny_run
 
 from benchmarks import ddpm_recipes, quality, sweep
-from course_lib import checkpoint, cli, cli_checks, cli_reflow, data, evaluation, plots_images, sampling
+from course_lib import checkpoint, cli, data, evaluation, plotting
+from course_lib.cli import checks as cli_checks
+from course_lib.cli import reflow as cli_reflow
+from course_lib.cli import sampling
 
 TRAIN = ["--preset", "tiny", "--batch_size", "32", "--limit", "64", "--device", "cpu"]
 RESUME = ["train", "ddpm", *TRAIN, "--epochs", "2"]
@@ -79,7 +82,7 @@ def world(tmp_path_factory):
         "state_dict_text": {**payload, "state_dict": {**payload["state_dict"], "pos_embed": "weights"}},
         "model_config_text": {**payload, "model_config": "tiny"},
         "guide_without_weights": {**payload, "guide": {"model_config": payload["model_config"]}},
-        "num_steps_text": {**payload, "metadata": {**meta, "num_steps": "1000"}},
+        "num_timesteps_text": {**payload, "metadata": {**meta, "num_timesteps": "1000"}},
         "guidance_scale_text": {**payload, "metadata": {**meta, "guidance_scale": "high"}},
         "schedule_unknown": {**payload, "metadata": {**meta, "schedule": "quadratic"}},
     }
@@ -125,7 +128,7 @@ def world(tmp_path_factory):
     torch.save({k: v for k, v in pairs.items() if k != "labels"}, places["pairs_no_labels"] / cli_reflow.PAIRS_FILE)
     places["pairs_nan"] = root / "pairs_nan"
     places["pairs_nan"].mkdir()
-    torch.save({**pairs, "pairs": pairs["pairs"] * float("nan")}, places["pairs_nan"] / cli_reflow.PAIRS_FILE)
+    torch.save({**pairs, "images": pairs["images"] * float("nan")}, places["pairs_nan"] / cli_reflow.PAIRS_FILE)
     places["root"] = root
     return places
 
@@ -142,9 +145,9 @@ def disk_full(*args):
     raise OSError(28, "No space left on device")
 
 
-# (case id, tool, argv with {placeholders}, text the one line must contain, setup). Tools: the command line
-# ("cli") or a benchmark's main. Setups: "late" lets data and sampling run (the fault comes later),
-# "locked" holds the folder's lock, "full_disk" fails every flush to disk.
+# (case id, tool, argv with {placeholders}, text the one line must contain (or each of a tuple's texts), setup).
+# Tools: the command line ("cli") or a benchmark's main. Setups: "late" lets data and sampling run (the fault
+# comes later), "locked" holds the folder's lock, "full_disk" fails every flush to disk.
 MATRIX = [
     # no silent overwrite
     ("train_into_a_folder_holding_that_run", "cli", "train ddpm {train} --max_steps 2 --save_dir {ddpm_dir}",
@@ -167,9 +170,9 @@ MATRIX = [
      "another run is writing into it (pid 4242", "locked"),
     # bounds
     ("infer_flow_steps_10_million", "cli", "infer flow --ckpt {flow} --output {new_png} --steps 10000000",
-     "--steps 10000000: at most 1000 steps for any sampler", ""),
+     ("--steps", "must be at most 1,000", "got 10,000,000"), ""),
     ("infer_sde_steps_5000", "cli", "infer flow --ckpt {flow} --output {new_png} --sampler sde --steps 5000",
-     "--steps 5000: at most 1000 steps", ""),
+     ("--steps", "must be at most 1,000", "got 5,000"), ""),
     ("infer_num_images_50000", "cli", "infer ddpm --ckpt {ddpm} --output {new_png} --num_images 50000",
      "--num_images: must be at most 1,024", ""),
     ("train_img_size_1024", "cli", "train ddpm {train} --img_size 1024 --save_dir {new_dir}",
@@ -195,8 +198,8 @@ MATRIX = [
      "field model_config must be a dict, got str", ""),
     ("checkpoint_guide_without_weights", "cli", "infer ddpm --ckpt {guide_without_weights} --output {new_png}",
      "field guide.state_dict is missing", ""),
-    ("checkpoint_num_steps_text", "cli", "infer ddpm --ckpt {num_steps_text} --output {new_png}",
-     "field metadata.num_steps must be an integer in [1, 10000], got '1000'", ""),
+    ("checkpoint_num_timesteps_text", "cli", "infer ddpm --ckpt {num_timesteps_text} --output {new_png}",
+     "field metadata.num_timesteps must be an integer in [1, 10000], got '1000'", ""),
     ("checkpoint_guidance_scale_text", "cli", "infer ddpm --ckpt {guidance_scale_text} --output {new_png}",
      "field metadata.guidance_scale must be a finite number >= 0, got 'high'", ""),
     ("checkpoint_unknown_schedule", "cli", "infer ddpm --ckpt {schedule_unknown} --output {new_png}",
@@ -224,7 +227,7 @@ MATRIX = [
     ("pair_cache_without_labels", "cli", "{reflow} --save_dir {pairs_no_labels} --overwrite",
      "reflow_pairs.pt: field labels must be a tensor", "late"),
     ("pair_cache_with_nan", "cli", "{reflow} --save_dir {pairs_nan}",
-     "reflow_pairs.pt: field pairs must hold finite numbers", "late"),
+     "reflow_pairs.pt: field images must hold finite numbers", "late"),
     # a full disk: the write fails, the files there before stay
     ("full_disk_while_training", "cli", "train ddpm {train} --max_steps 2 --overwrite --save_dir {ddpm_dir}",
      "No space left on device; the file there before (if any) is unchanged", "late full_disk"),
@@ -282,7 +285,7 @@ def test_the_matrix_refuses_in_one_line_and_every_file_stays(world, tmp_path, ca
     places.update(new_dir=str(tmp_path / "new"), new_png=str(tmp_path / "new.png"), train=" ".join(TRAIN),
                   resume=" ".join(RESUME), reflow=" ".join(REFLOW).replace("{flow}", places["flow"]))
     argv = argv.format(**places).split()
-    message = message.format(**places)
+    messages = [part.format(**places) for part in ([message] if isinstance(message, str) else message)]
     held = None
     if "locked" in setup:
         folder = Path(argv[argv.index("--save_dir") + 1] if "--save_dir" in argv else places["ddpm_dir"])
@@ -303,7 +306,7 @@ def test_the_matrix_refuses_in_one_line_and_every_file_stays(world, tmp_path, ca
             (folder / cli_checks.LOCK_FILE).unlink()
     err = capsys.readouterr().err
     assert code == 2, err
-    assert message in err, err
+    assert all(part in err for part in messages), err
     assert err.count("\n") == 1 and err.count("error:") == 1 and "Traceback" not in err, err
     assert after == before  # byte for byte, and no file added: no temporary, no lock of its own left
     assert not (tmp_path / "new").exists()
@@ -332,13 +335,13 @@ def test_infer_replaces_its_own_grid_and_with_overwrite_another_image(world, tmp
     grid, foreign = tmp_path / "grid.png", tmp_path / "photo.jpg"
     common = ["--ckpt", world["ddpm"], "--num_images", 4, "--steps", 2, "--device", "cpu"]
     assert run("infer", "ddpm", *common, "--output", grid) == 0
-    assert plots_images.grid_file_kind(grid) == "grid"
+    assert plotting.grid_file_kind(grid) == "grid"
     assert run("infer", "ddpm", *common, "--output", grid, "--seed", 3) == 0  # its own grid: replaced
     from PIL import Image
     Image.new("RGB", (8, 8)).save(foreign)
-    assert plots_images.grid_file_kind(foreign) == "image"
+    assert plotting.grid_file_kind(foreign) == "image"
     assert run("infer", "ddpm", *common, "--output", foreign, "--overwrite") == 0
-    assert plots_images.grid_file_kind(foreign) == "grid"  # a JPEG grid carries the tag in its comment
+    assert plotting.grid_file_kind(foreign) == "grid"  # a JPEG grid carries the tag in its comment
     assert sorted(p.name for p in tmp_path.iterdir()) == ["grid.png", "photo.jpg"]  # no temporary left
 
 
@@ -388,7 +391,8 @@ def test_the_pair_cache_is_keyed_by_the_base_checkpoints_content(world, tmp_path
     assert "drawing them again" in capsys.readouterr().out
     second = torch.load(tmp_path / "re" / cli_reflow.PAIRS_FILE, weights_only=True)
     assert second["key"]["reflow_sha256"] == checkpoint.file_sha256(base) != first["key"]["reflow_sha256"]
-    assert not torch.equal(first["pairs"], second["pairs"])
+    assert torch.equal(first["noise"], second["noise"])  # the same seed: the same noise ...
+    assert not torch.equal(first["images"], second["images"])  # ... carried elsewhere by the other base
 
 
 # ---------------------------------------------------------------------------- real processes, real signals
@@ -491,9 +495,9 @@ def test_the_gif_writer_writes_through_the_atomic_helper(tmp_path, monkeypatch):
     """Guards: the GIF written in place, so a failed write leaves half a file where the old GIF was."""
     frames = [torch.zeros(4, 1, 8, 8), torch.ones(4, 1, 8, 8)]
     path = tmp_path / "chain.gif"
-    assert plots_images.reverse_animation_gif(frames, path=path) == path.read_bytes()
+    assert plotting.reverse_animation_gif(frames, path=path) == path.read_bytes()
     old = path.read_bytes()
     monkeypatch.setattr(checkpoint.os, "fsync", disk_full)
     with pytest.raises(checkpoint.WriteError, match=f"No space left on device: '{path}'"):
-        plots_images.reverse_animation_gif(frames[::-1], path=path)
+        plotting.reverse_animation_gif(frames[::-1], path=path)
     assert path.read_bytes() == old and [p.name for p in tmp_path.iterdir()] == ["chain.gif"]

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from course_lib import checkpoint, config, ddpm, evaluation, sampling
+from course_lib import checkpoint, config, ddpm, evaluation
+from course_lib.cli import sampling
 
 DDPM_PATH = config.CHECKPOINT_DIR / "ddpm_uncond.pt"
 # Measured on the shipped model with this test's seed (16 samples; 20 DDIM steps in fast mode, 50 otherwise):

@@ -1,11 +1,12 @@
 """The training loop: learning, checkpoints, resume, NaN handling."""
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
-from course_lib import ddpm, dit, training
+from course_lib import checkpoint, ddpm, dit, training
 
 
 def toy_data(n=64, seed=0):
@@ -17,24 +18,33 @@ SCHEDULER = ddpm.NoiseScheduler()
 
 
 def ddpm_loss(scheduler=SCHEDULER):
-    return lambda model, x, y, gen: ddpm.loss(model, x, None, scheduler, gen, "eps")
+    return lambda model, batch, gen: ddpm.loss(model, batch[0], None, scheduler, gen, "eps")
+
+
+def resumed_path(resume) -> Path:
+    """Where a resumed run that names no checkpoint of its own writes: beside the one it continues."""
+    path = resume.path if isinstance(resume, training.ResumePoint) else Path(resume)
+    return path.with_name(f"{path.stem}_resumed.pt")
 
 
 def run(cfg, path=None, resume=None, loss_fn=None, data=None):
+    """A tiny DDPM run on the toy data; it writes checkpoints to ``path`` (a resumed run: always, as resume needs
+    them), else nothing."""
     torch.manual_seed(cfg.seed)  # same initial weights for runs that should match
     model = dit.DiT(dit.preset("tiny"))
     images, labels = data if data is not None else toy_data()
-    return training.train(model, loss_fn or ddpm_loss(), images, labels, cfg, "cpu", kind="ddpm",
-                          model_config=model.cfg.to_dict(), checkpoint_path=path, resume=resume,
-                          progress=False)
+    path = resumed_path(resume) if path is None and resume is not None else path
+    checkpoints = None if path is None else training.Checkpoints(path, "ddpm", model.cfg.to_dict())
+    return training.train(model, loss_fn or ddpm_loss(), (images, labels), cfg, "cpu", checkpoints=checkpoints,
+                          resume=resume, progress=False)
 
 
 def test_overfitting_one_small_batch_halves_the_loss():
     """The DDPM loss on one batch with fixed steps and noise must halve within 150 steps."""
     images, labels = toy_data(16)
 
-    def fixed_draws_loss(model, x, y, gen):
-        return ddpm.loss(model, x, None, SCHEDULER, torch.Generator().manual_seed(0), "eps")
+    def fixed_draws_loss(model, batch, gen):
+        return ddpm.loss(model, batch[0], None, SCHEDULER, torch.Generator().manual_seed(0), "eps")
 
     cfg = training.TrainConfig(epochs=150, batch_size=16, lr=3e-3, warmup_steps=10)
     result = run(cfg, loss_fn=fixed_draws_loss, data=(images, labels))
@@ -45,10 +55,10 @@ def test_overfitting_one_small_batch_halves_the_loss():
 def test_checkpoint_round_trip_is_exact(tmp_path):
     path = tmp_path / "ckpt.pt"
     result = run(training.TrainConfig(epochs=1, batch_size=32), path)
-    payload = training.load_checkpoint(path, kind="ddpm")
+    payload = checkpoint.load_checkpoint(path, kind="ddpm")
     assert "training" not in payload  # the slim file: weights and metadata only
-    assert training.resume_path(path).is_file()
-    model = training.load_weights(dit.DiT(dit.DiTConfig(**payload["model_config"])), payload["state_dict"])
+    assert checkpoint.resume_path(path).is_file()
+    model = checkpoint.load_weights(dit.DiT(dit.DiTConfig(**payload["model_config"])), payload["state_dict"])
     for name, tensor in result.ema.state_dict().items():
         assert torch.equal(model.state_dict()[name], tensor), name
     assert payload["metadata"]["step"] == 2 and payload["metadata"]["epoch"] == 1
@@ -71,22 +81,22 @@ def test_resume_continues_the_same_run(tmp_path):
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     path = tmp_path / "ckpt.pt"
     run(training.TrainConfig(epochs=1, batch_size=32), path)
-    before = path.read_bytes(), training.resume_path(path).read_bytes()
+    before = path.read_bytes(), checkpoint.resume_path(path).read_bytes()
     calls = {"n": 0}
 
-    def poisoned(model, x, y, gen):
+    def poisoned(model, batch, gen):
         calls["n"] += 1
-        value = ddpm_loss()(model, x, y, gen)
+        value = ddpm_loss()(model, batch, gen)
         return value * float("nan") if calls["n"] == 2 else value  # mid-epoch: nothing saved yet
 
     with pytest.raises(training.TrainingDiverged, match="loss became nan at step 1"):
         run(training.TrainConfig(epochs=3, batch_size=32), path, loss_fn=poisoned)
-    assert (path.read_bytes(), training.resume_path(path).read_bytes()) == before
+    assert (path.read_bytes(), checkpoint.resume_path(path).read_bytes()) == before
 
 
 def test_writes_are_atomic(tmp_path, monkeypatch):
     path = tmp_path / "ckpt.pt"
-    training.save_checkpoint(path, {"format": training.CHECKPOINT_FORMAT, "kind": "ddpm"})
+    checkpoint.save_checkpoint(path, {"format": checkpoint.CHECKPOINT_FORMAT, "kind": "ddpm"})
     good = path.read_bytes()
 
     def crash(obj, f):
@@ -95,39 +105,39 @@ def test_writes_are_atomic(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch, "save", crash)
     with pytest.raises(KeyboardInterrupt):
-        training.save_checkpoint(path, {"format": training.CHECKPOINT_FORMAT, "kind": "ddpm", "x": 1})
+        checkpoint.save_checkpoint(path, {"format": checkpoint.CHECKPOINT_FORMAT, "kind": "ddpm", "x": 1})
     assert path.read_bytes() == good
 
 
 def test_bad_checkpoints_are_refused_with_a_reason(tmp_path):
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"not a checkpoint at all")
-    with pytest.raises(training.CheckpointError, match="not a readable checkpoint"):
-        training.load_checkpoint(corrupt)
-    with pytest.raises(training.CheckpointError, match="does not exist"):
-        training.load_checkpoint(tmp_path / "missing.pt")
+    with pytest.raises(checkpoint.CheckpointError, match="not a readable checkpoint"):
+        checkpoint.load_checkpoint(corrupt)
+    with pytest.raises(checkpoint.CheckpointError, match="does not exist"):
+        checkpoint.load_checkpoint(tmp_path / "missing.pt")
     foreign = tmp_path / "foreign.pt"
     torch.save({"weights": torch.zeros(3)}, foreign)
-    with pytest.raises(training.CheckpointError, match="not a SimplestDiffusion checkpoint"):
-        training.load_checkpoint(foreign)
+    with pytest.raises(checkpoint.CheckpointError, match="not a SimplestDiffusion checkpoint"):
+        checkpoint.load_checkpoint(foreign)
     path = tmp_path / "ckpt.pt"
     run(training.TrainConfig(epochs=1, batch_size=32), path)
-    with pytest.raises(training.CheckpointError, match="holds a 'ddpm' model, expected 'flow'"):
-        training.load_checkpoint(path, kind="flow")
-    payload = training.load_checkpoint(path)
-    with pytest.raises(training.CheckpointError, match="wrong shapes"):
-        training.load_weights(dit.DiT(dit.preset("tiny", dim=32)), payload["state_dict"])
+    with pytest.raises(checkpoint.CheckpointError, match="holds a 'ddpm' model, expected 'flow'"):
+        checkpoint.load_checkpoint(path, kind="flow")
+    payload = checkpoint.load_checkpoint(path)
+    with pytest.raises(checkpoint.CheckpointError, match="wrong shapes"):
+        checkpoint.load_weights(dit.DiT(dit.preset("tiny", dim=32)), payload["state_dict"])
     bigger = dit.DiT(dit.preset("tiny", depth=3))
-    with pytest.raises(training.CheckpointError, match="missing"):
-        training.load_weights(bigger, payload["state_dict"])
+    with pytest.raises(checkpoint.CheckpointError, match="missing"):
+        checkpoint.load_weights(bigger, payload["state_dict"])
 
 
 def test_max_steps_inside_an_epoch_counts_whole_epochs_and_cannot_be_resumed(tmp_path):
     path = tmp_path / "partial.pt"
     result = run(training.TrainConfig(epochs=2, batch_size=32, max_steps=3), path)  # 2 steps per epoch
     assert result.step == 3 and result.epoch == 1
-    assert training.load_checkpoint(path)["metadata"]["step"] == 3
-    with pytest.raises(training.CheckpointError, match="stopped inside epoch 2"):
+    assert checkpoint.load_checkpoint(path)["metadata"]["step"] == 3
+    with pytest.raises(checkpoint.CheckpointError, match="stopped inside epoch 2"):
         run(training.TrainConfig(epochs=3, batch_size=32), resume=path)
 
 
@@ -137,9 +147,25 @@ def test_resume_refuses_a_different_model(tmp_path):
     model = dit.DiT(dit.preset("tiny", depth=3))
     images, labels = toy_data()
     # the field is named: a direct train(resume=...) call gets the command line's check
-    with pytest.raises(training.CheckpointError, match="cannot resume .*differ from the saved one in depth 2 -> 3"):
-        training.train(model, ddpm_loss(), images, labels, training.TrainConfig(epochs=2, batch_size=32), "cpu",
-                       kind="ddpm", model_config=model.cfg.to_dict(), resume=path, progress=False)
+    with pytest.raises(checkpoint.CheckpointError, match="cannot resume .*differ from the saved one in depth 2 -> 3"):
+        training.train(model, ddpm_loss(), (images, labels), training.TrainConfig(epochs=2, batch_size=32), "cpu",
+                       checkpoints=training.Checkpoints(tmp_path / "deeper.pt", "ddpm", model.cfg.to_dict()),
+                       resume=path, progress=False)
+    assert not (tmp_path / "deeper.pt").exists()
+
+
+def test_resume_needs_checkpoints_and_without_them_nothing_is_written(tmp_path):
+    """A toy in a notebook trains with no kind or model config and writes nothing; a resume needs checkpoints."""
+    images, labels = toy_data()
+    model = dit.DiT(dit.preset("tiny"))
+    result = training.train(model, ddpm_loss(), (images, labels), training.TrainConfig(epochs=1, batch_size=32),
+                            progress=False)
+    assert result.step == 2 and list(tmp_path.iterdir()) == []
+    path = tmp_path / "ckpt.pt"
+    run(training.TrainConfig(epochs=1, batch_size=32), path)
+    with pytest.raises(ValueError, match="resume needs checkpoints"):
+        training.train(model, ddpm_loss(), (images, labels), training.TrainConfig(epochs=2, batch_size=32),
+                       resume=path, progress=False)
 
 
 def test_bad_train_config_raises():
@@ -155,22 +181,20 @@ def test_weights_holding_nan_or_inf_are_refused_with_their_names(tmp_path):
     state = {k: v.clone() for k, v in model.state_dict().items()}
     state["blocks.1.mlp.0.weight"][3, 4] = float("nan")
     state["final.linear.bias"][0] = float("-inf")
-    with pytest.raises(training.CheckpointError, match=r"holds NaN or Inf in \['blocks.1.mlp.0.weight', "
+    with pytest.raises(checkpoint.CheckpointError, match=r"holds NaN or Inf in \['blocks.1.mlp.0.weight', "
                                                          r"'final.linear.bias'\]"):
-        training.load_weights(dit.DiT(dit.preset("tiny")), state, "broken.pt")
+        checkpoint.load_weights(dit.DiT(dit.preset("tiny")), state, "broken.pt")
 
 
 def test_a_config_that_contradicts_the_weights_is_named_field_by_field():
     """img_size 64 with 32-pixel position embeddings (and other shape-visible fields) are caught by name."""
-    from course_lib import cli
-
     weights = dit.DiT(dit.preset("book")).state_dict()
     claims = dit.preset("book", img_size=64, depth=4, dim=64, conv_head=False, skip=False)
-    found = cli.config_disagreements(claims, weights)
+    found = checkpoint.config_disagreements(claims, weights)
     assert found == ["dim 64 in the config but 128 in the weights", "img_size 64 in the config but 32 in the weights",
                      "depth 4 in the config but 6 in the weights", "skip False in the config but True in the weights",
                      "conv_head False in the config but True in the weights"]
-    assert cli.config_disagreements(dit.preset("book"), weights) == []
+    assert checkpoint.config_disagreements(dit.preset("book"), weights) == []
 
 
 def test_cosine_schedule_warms_up_then_follows_the_closed_form_to_zero():
@@ -208,10 +232,10 @@ def test_train_refuses_a_resume_with_other_settings_and_names_each(tmp_path, cha
     """Guards: a direct call of train(resume=...) that silently continues with another lr, batch or seed."""
     path = tmp_path / "ckpt.pt"
     run(training.TrainConfig(epochs=1, batch_size=32), path)
-    before = path.read_bytes(), training.resume_path(path).read_bytes()
-    with pytest.raises(training.CheckpointError, match="this run would differ from the saved one in " + named):
+    before = path.read_bytes(), checkpoint.resume_path(path).read_bytes()
+    with pytest.raises(checkpoint.CheckpointError, match="this run would differ from the saved one in " + named):
         run(training.TrainConfig(**{"epochs": 2, "batch_size": 32, **change}), resume=path)
-    assert (path.read_bytes(), training.resume_path(path).read_bytes()) == before
+    assert (path.read_bytes(), checkpoint.resume_path(path).read_bytes()) == before
 
 
 def test_train_compares_the_metadata_settings_it_is_given(tmp_path):
@@ -219,15 +243,15 @@ def test_train_compares_the_metadata_settings_it_is_given(tmp_path):
     path = tmp_path / "ckpt.pt"
     images, labels = toy_data()
 
-    def call(metadata, epochs, resume=None, checkpoint_path=None):
+    def call(metadata, epochs, resume=None):
         torch.manual_seed(0)
         model = dit.DiT(dit.preset("tiny"))
-        return training.train(model, ddpm_loss(), images, labels, training.TrainConfig(epochs=epochs, batch_size=32),
-                              "cpu", kind="ddpm", model_config=model.cfg.to_dict(), checkpoint_path=checkpoint_path,
-                              resume=resume, metadata=metadata, progress=False)
+        checkpoints = training.Checkpoints(path, "ddpm", model.cfg.to_dict(), metadata)
+        return training.train(model, ddpm_loss(), (images, labels), training.TrainConfig(epochs=epochs, batch_size=32),
+                              "cpu", checkpoints=checkpoints, resume=resume, progress=False)
 
-    call({"prediction": "eps", "schedule": "linear"}, 1, checkpoint_path=path)
-    with pytest.raises(training.CheckpointError, match="prediction 'eps' -> 'v'"):
+    call({"prediction": "eps", "schedule": "linear"}, 1)
+    with pytest.raises(checkpoint.CheckpointError, match="prediction 'eps' -> 'v'"):
         call({"prediction": "v", "schedule": "linear"}, 2, resume=path)
     assert call({"prediction": "eps", "schedule": "linear"}, 2, resume=path).epoch == 2
 
@@ -235,14 +259,14 @@ def test_train_compares_the_metadata_settings_it_is_given(tmp_path):
 def test_train_refuses_to_resume_a_finished_run(tmp_path):
     path = tmp_path / "ckpt.pt"
     run(training.TrainConfig(epochs=1, batch_size=32), path)
-    with pytest.raises(training.CheckpointError, match="already finished 1 epoch"):
+    with pytest.raises(checkpoint.CheckpointError, match="already finished 1 epoch"):
         run(training.TrainConfig(epochs=1, batch_size=32), resume=path)
 
 
 def test_a_cosine_run_cannot_change_its_epochs_on_resume(tmp_path):
     path = tmp_path / "ckpt.pt"
     run(training.TrainConfig(epochs=2, batch_size=32, lr_schedule="cosine", max_steps=2), path)
-    with pytest.raises(training.CheckpointError, match=r"epochs 2 -> 3 \(a cosine schedule ends"):
+    with pytest.raises(checkpoint.CheckpointError, match=r"epochs 2 -> 3 \(a cosine schedule ends"):
         run(training.TrainConfig(epochs=3, batch_size=32, lr_schedule="cosine"), resume=path)
 
 
@@ -253,8 +277,7 @@ def test_a_checked_resume_point_is_not_read_again(tmp_path, monkeypatch):
     cfg = training.TrainConfig(epochs=2, batch_size=32, seed=5)
     model_config = dit.preset("tiny").to_dict()
     point = training.check_resume(path, "ddpm", model_config, cfg, num_images=64)
-    from course_lib import resume
-
-    monkeypatch.setattr(resume, "load_checkpoint", lambda *a, **k: pytest.fail("loaded twice"))
+    monkeypatch.setattr(training, "load_checkpoint", lambda *a, **k: pytest.fail("loaded twice"))
+    monkeypatch.setattr(checkpoint, "load_checkpoint", lambda *a, **k: pytest.fail("loaded twice"))
     resumed = run(cfg, resume=point)
     assert resumed.epoch == 2 and resumed.step == 4

@@ -8,7 +8,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from course_lib import data, ddpm, dit, plotting, widgets  # noqa: E402
+from course_lib import config, data, ddpm, dit, plotting, widgets  # noqa: E402
 
 
 @pytest.fixture
@@ -181,8 +181,8 @@ def test_sampling_steps_explorer_draws_ddim_from_its_fixed_noise(random_dit):
     assert (slider.min, slider.max, slider.value) == (1, 20, 3)
     assert explorer.noise.shape == (4, 1, 32, 32)
     assert _title(explorer).startswith("DDIM 3 steps (NFE 3):")
-    expected = ddpm.sample_ddim(random_dit, scheduler, (4, 1, 32, 32), 3, prediction="v",
-                                generator=torch.Generator().manual_seed(1))  # same seed: same x_T
+    x_T = config.randn((4, 1, 32, 32), torch.Generator().manual_seed(1))  # same seed: same x_T
+    expected = ddpm.sample_ddim(random_dit, scheduler, x_T, num_steps=3, prediction="v")
     torch.testing.assert_close(_shown_pixels(explorer), plotting.grid(expected))
 
 
@@ -214,5 +214,5 @@ def test_reflow_explorer_draws_every_model_from_the_same_noise_and_redraws_on_th
     explorer.controls["steps"].value = 5
     assert "5 steps = 5 NFE" in explorer.figure.texts[0].get_text()
     for name, model in models.items():
-        expected = flow.sample_ode(model, (3, 1, 32, 32), 5, x_1=explorer.noise)
+        expected = flow.sample_ode(model, explorer.noise, num_steps=5)
         torch.testing.assert_close(explorer.images[name], expected)

@@ -1,4 +1,4 @@
-"""Sampler selection, written once: which sampler, how many steps, which guidance, from a checkpoint.
+"""Sampler selection for the command line and the benchmarks: which sampler, how many steps, which guidance.
 
 ``infer``, ``benchmarks.sweep`` and ``benchmarks.quality`` all sample a checkpoint through
 :func:`make_sampler`, so all of them take the schedule, T and prediction type the checkpoint was
@@ -16,9 +16,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from . import ddpm, flow, guidance
-from .checkpoint import CONDITIONAL, load_guide, sampling_settings
-from .inputs import ChoiceError, check_num_steps
+from .. import config, ddpm, flow, guidance
+from ..checkpoint import CONDITIONAL, load_guide, sampling_settings
 
 DDPM_SAMPLERS = ("ddpm", "ddim")
 SAMPLERS = {"ddpm": DDPM_SAMPLERS, "cfg": DDPM_SAMPLERS, "flow": (*flow.ODE_METHODS, "sde")}
@@ -54,24 +53,27 @@ class Sampler:
 
 def check_choice(kind: str, sampler: str | None = None, steps: int | None = None,
                  gamma: float | None = None) -> tuple[str, int | None, float | None]:
-    """``(sampler, steps, gamma)`` with the defaults filled in, or a ChoiceError naming what does not fit."""
+    """``(sampler, steps, gamma)`` with the defaults filled in, or a ValueError naming the options that do not fit.
+
+    The values themselves were checked by the command line's argparse types (or by the benchmark's).
+    """
     name = sampler or DEFAULT_SAMPLER[kind]
     if name not in SAMPLERS[kind]:
-        raise ChoiceError(f"{{sampler}} {name}: {kind} models sample with {', '.join(SAMPLERS[kind])}")
+        raise ValueError(f"--sampler {name}: {kind} models sample with {', '.join(SAMPLERS[kind])}")
     if gamma is not None and name != "sde":
-        raise ChoiceError("{gamma} sets the noise of {sampler} sde only")
+        raise ValueError("--gamma sets the noise of --sampler sde only")
     if name == "ddpm" and steps is not None:
-        raise ChoiceError("{steps} does not apply to {sampler} ddpm, which always takes all the scheduler's "
-                          "T steps; use ddim")
-    steps = DEFAULT_STEPS.get(name) if steps is None else check_num_steps(steps, name="steps")
-    gamma = flow.check_gamma(flow.SDE_GAMMA if gamma is None else gamma) if name == "sde" else None
+        raise ValueError("--steps does not apply to --sampler ddpm, which always takes all the scheduler's T steps; "
+                         "use ddim")
+    steps = DEFAULT_STEPS.get(name) if steps is None else steps
+    gamma = (flow.SDE_GAMMA if gamma is None else gamma) if name == "sde" else None
     return name, steps, gamma
 
 
 def make_sampler(model, payload: dict, sampler: str | None = None, steps: int | None = None, *,
                  guidance_scale: float | None = None, gamma: float | None = None,
                  device: torch.device | str = "cpu", path="the checkpoint") -> Sampler:
-    """The sampler for ``model`` loaded from the checkpoint ``payload``, its settings checked here, once.
+    """The sampler for ``model`` loaded from the checkpoint ``payload``; a ValueError if the choice does not fit.
 
     ``sampler`` and ``steps`` default to the checkpoint's recommended ones, else :data:`DEFAULT_SAMPLER`
     of the kind and :data:`DEFAULT_STEPS`; ``guidance_scale`` to the checkpoint's recommended one (for an
@@ -84,21 +86,22 @@ def make_sampler(model, payload: dict, sampler: str | None = None, steps: int | 
         sampler, steps = settings["sampler"], settings["steps"] if steps is None else steps
     name, steps, gamma = check_choice(kind, sampler, steps, gamma)
     conditional = kind in CONDITIONAL
-    scale = guidance.check_guidance_scale(guidance_scale if guidance_scale is not None
-                                          else settings["guidance_scale"])
+    scale = guidance_scale if guidance_scale is not None else settings["guidance_scale"]
     if not conditional:  # an unconditional DDPM: autoguided by the weaker model it carries, if any
         guide = load_guide(payload, path, device)
         if guide is None and scale != 1:
-            raise ChoiceError(f"{{guidance_scale}} {scale:g}: {path} carries no guide for autoguidance, so 1 "
-                              "(the model alone) is its only scale")
+            raise ValueError(f"--guidance_scale {scale:g}: {path} carries no guide for autoguidance, so 1 "
+                             "(the model alone) is its only scale")
         model, scale = (model, None) if scale == 1 else (guidance.autoguided(model, guide, scale), scale)
     cfg_scale = scale if conditional else None  # what the sampler mixes itself: classifier-free guidance
     if kind == "flow":
         draw, nfe = _flow_draw(model, name, steps, gamma, scale, device), flow.nfe(name, steps)
     else:
-        scheduler = ddpm.NoiseScheduler(num_timesteps=settings["num_steps"], schedule=settings["schedule"],
+        scheduler = ddpm.NoiseScheduler(num_timesteps=settings["num_timesteps"], schedule=settings["schedule"],
                                         device=device)
-        steps = ddpm.check_ddim_steps(steps, scheduler) if name == "ddim" else None
+        if name == "ddim" and steps > scheduler.num_timesteps:
+            raise ValueError(f"--steps {steps}: DDIM takes at most the checkpoint's {scheduler.num_timesteps} steps")
+        steps = steps if name == "ddim" else None
         draw = _ddpm_draw(model, scheduler, name, steps, cfg_scale, settings["prediction"], device)
         nfe = scheduler.num_timesteps if name == "ddpm" else steps
     return Sampler(name, steps, nfe, scale, gamma, conditional, draw)
@@ -106,20 +109,22 @@ def make_sampler(model, payload: dict, sampler: str | None = None, steps: int | 
 
 def _ddpm_draw(model, scheduler, name, steps, scale, prediction, device):
     def draw(shape, labels, generator):
-        common = dict(labels=None if labels is None else labels.to(device), generator=generator, device=device,
-                      prediction=prediction, guidance_scale=scale)
+        noise = config.randn(shape, generator, device)  # (B, C, H, W): x_T
         if name == "ddpm":
-            return ddpm.sample(model, scheduler, shape, **common)
-        return ddpm.sample_ddim(model, scheduler, shape, steps, **common)
+            return ddpm.sample(model, scheduler, noise, labels, prediction=prediction, guidance_scale=scale,
+                               generator=generator)
+        return ddpm.sample_ddim(model, scheduler, noise, labels, num_steps=steps, prediction=prediction,
+                                guidance_scale=scale)
 
     return draw
 
 
 def _flow_draw(model, name, steps, gamma, scale, device):
     def draw(shape, labels, generator):
-        labels = None if labels is None else labels.to(device)
+        noise = config.randn(shape, generator, device)  # (B, C, H, W): x_1
         if name == "sde":
-            return flow.sample_sde(model, shape, steps, gamma, labels, scale, generator, device)
-        return flow.sample_ode(model, shape, steps, name, labels, scale, generator, device)
+            return flow.sample_sde(model, noise, labels, num_steps=steps, gamma=gamma, guidance_scale=scale,
+                                   generator=generator)
+        return flow.sample_ode(model, noise, labels, num_steps=steps, method=name, guidance_scale=scale)
 
     return draw

@@ -11,9 +11,10 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 
-from . import cli_reflow, config, data, ddpm, distributed, dit, flow, guidance, training
-from .checkpoint import CONDITIONAL, load_model, resume_path
-from .cli_checks import (
+from .. import config, data, ddpm, distributed, dit, flow, guidance, training
+from ..checkpoint import CONDITIONAL, CheckpointError, load_model, resume_path
+from . import reflow as cli_reflow
+from .checks import (
     MAX_PATCHES,
     UsageError,
     check_writable_dir,
@@ -100,25 +101,25 @@ def train_into(args, path: Path, base, model_cfg, train_cfg, settings, device, i
     training.seed_everything(args.seed)  # the initial weights depend on --seed too
     if base is None:
         model, loss_fn = init or dit.DiT(model_cfg), objective(args.kind, settings, device)
+        tensors = (images, labels)
     else:  # the base's weights, trained on the pairs its ODE draws
         model, loss_fn = cli_reflow.reflowed_model(base.model), cli_reflow.objective(settings)
-        images, labels = cli_reflow.pairs_for_training(base.model, settings, labels, images.shape[1:], args.seed,
-                                                       args.save_dir, device)
+        tensors = cli_reflow.pairs_for_training(base.model, settings, labels, images.shape[1:], args.seed,
+                                                args.save_dir, device)  # (noise, images, labels)
         settings["guidance_scale"] = 1.0  # the pairs were drawn with the base's guidance: the model has it built in
     launcher = "python -m course_lib" if settings["processes"] == 1 else \
         f"torchrun --nnodes={settings['processes'] // int(os.environ['LOCAL_WORLD_SIZE'])} " \
         f"--nproc_per_node={os.environ['LOCAL_WORLD_SIZE']} -m course_lib"
     recipe = " ".join([launcher, *args.argv])
     preset = args.preset or (DEFAULT_PRESET if base is None else base.preset)
-    metadata = {"recipe": recipe, "preset": preset, "seed": args.seed, "images": len(images), **settings}
+    metadata = {"recipe": recipe, "preset": preset, "seed": args.seed, "images": len(tensors[0]), **settings}
     if init_source is not None:  # a warm start: the recipe of the weights it began from, too
         metadata["init"] = init_source
     started = time.time()
     try:
-        result = training.train(model, loss_fn, images, labels, train_cfg, device,
-                                kind=args.kind, model_config=model_cfg.to_dict(), checkpoint_path=path,
-                                resume=resume, metadata=metadata)
-    except (training.TrainingDiverged, training.CheckpointError) as error:
+        checkpoints = training.Checkpoints(path, args.kind, model_cfg.to_dict(), metadata)
+        result = training.train(model, loss_fn, tensors, train_cfg, device, checkpoints=checkpoints, resume=resume)
+    except (training.TrainingDiverged, CheckpointError) as error:
         raise UsageError(str(error)) from error
     if not distributed.current().main:
         return  # process 0 reports
@@ -151,9 +152,6 @@ def check_train_options(args, base=None) -> tuple[dit.DiTConfig, training.TrainC
     forbid(args, CONDITIONAL, "p_uncond")
     if args.channels != 1:
         raise UsageError(f"--channels {args.channels}: MNIST has 1 channel")
-    if args.p_uncond is not None:
-        with usage({"p_uncond": "--p_uncond"}):
-            guidance.check_p_uncond(args.p_uncond, for_training=True)
     overrides = dict(img_size=args.img_size, channels=args.channels, cross_attention=args.kind in CONDITIONAL)
     if args.patch_size is not None:
         overrides["patch_size"] = args.patch_size
@@ -164,8 +162,6 @@ def check_train_options(args, base=None) -> tuple[dit.DiTConfig, training.TrainC
             save_freq=args.save_freq, lr_decay_step=args.lr_decay_step, lr_decay_rate=args.lr_decay_rate,
             lr_schedule=args.lr_schedule, warmup_steps=args.warmup_steps, ema_decay=args.ema_decay,
             max_steps=args.max_steps)
-    if not 0 < args.ema_decay < 1:
-        raise UsageError(f"--ema_decay {args.ema_decay}: must lie in (0, 1)")
     if model_cfg.num_patches > MAX_PATCHES:
         raise UsageError(f"--patch_size {model_cfg.patch_size}: {model_cfg.num_patches} patches per "
                          f"{model_cfg.img_size}-pixel image, at most {MAX_PATCHES} (attention's memory grows "
@@ -178,7 +174,7 @@ def train_settings(args) -> dict:
     settings = {"limit": args.limit}
     if args.kind in ("ddpm", "cfg"):
         settings.update(prediction=args.prediction or DEFAULTS["prediction"],
-                        schedule=args.schedule or DEFAULTS["schedule"], num_steps=NUM_TIMESTEPS,
+                        schedule=args.schedule or DEFAULTS["schedule"], num_timesteps=NUM_TIMESTEPS,
                         loss_weighting=args.loss_weighting or DEFAULTS["loss_weighting"],
                         time_sampling=args.time_sampling or DEFAULTS["time_sampling"])
     if args.kind in CONDITIONAL:
@@ -189,15 +185,18 @@ def train_settings(args) -> dict:
 
 
 def objective(kind: str, settings: dict, device) -> training.LossFn:
-    """The loss ``loss_fn(model, images, labels, generator)`` of the kind, with labels dropped for CFG."""
+    """The loss ``loss_fn(model, (images, labels), generator)`` of the kind, with labels dropped for CFG."""
     if kind == "flow":
-        def loss_fn(model, x, y, generator):
+        def loss_fn(model, batch, generator):
+            x, y = batch
             return flow.loss(model, x, guidance.drop_labels(y, settings["p_uncond"], generator), generator,
                              settings["time_sampling"])
         return loss_fn
-    scheduler = ddpm.NoiseScheduler(num_timesteps=settings["num_steps"], schedule=settings["schedule"], device=device)
+    scheduler = ddpm.NoiseScheduler(num_timesteps=settings["num_timesteps"], schedule=settings["schedule"],
+                                    device=device)
 
-    def loss_fn(model, x, y, generator):
+    def loss_fn(model, batch, generator):
+        x, y = batch
         y = guidance.drop_labels(y, settings["p_uncond"], generator) if kind == "cfg" else None
         return ddpm.loss(model, x, y, scheduler, generator, settings["prediction"],
                          settings.get("loss_weighting", DEFAULTS["loss_weighting"]),

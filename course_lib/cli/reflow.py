@@ -13,8 +13,8 @@ from typing import NamedTuple
 
 import torch
 
-from . import checkpoint, dit, guidance, reflow
-from .cli_checks import UsageError, usage
+from .. import checkpoint, config, dit, guidance, reflow
+from .checks import UsageError, usage
 
 PAIRS_FILE = "reflow_pairs.pt"
 
@@ -65,8 +65,8 @@ def reflowed_model(base) -> dit.DiT:
 
 
 def pairs_for_training(base, settings: dict, labels: torch.Tensor, image_shape, seed: int, save_dir: Path, device):
-    """``(packed pairs, their labels)``: read from ``save_dir/reflow_pairs.pt`` when it was drawn for these
-    settings (the base's content hash among them), else drawn with the base's ODE (Euler, its recommended
+    """``(noise, images, labels)`` of the pairs: read from ``save_dir/reflow_pairs.pt`` when they were drawn for
+    these settings (the base's content hash among them), else drawn with the base's ODE (Euler, its recommended
     guidance) and written there atomically. A cache file that does not hold what it must is refused."""
     path = Path(save_dir) / PAIRS_FILE
     key = {**settings, "seed": seed, "image_shape": list(image_shape)}
@@ -74,15 +74,15 @@ def pairs_for_training(base, settings: dict, labels: torch.Tensor, image_shape, 
         saved = load_pairs(path)
         if saved["key"] == key:
             check_pairs(saved, path, settings["num_pairs"], image_shape)
-            return saved["pairs"], saved["labels"]
+            return saved["noise"], saved["images"], saved["labels"]
         print(f"{path} holds pairs drawn from another base or with other settings; drawing them again")
     pair_labels = labels[torch.arange(settings["num_pairs"]) % len(labels)]
-    noise, images = reflow.make_pairs(base.to(device), settings["num_pairs"], image_shape, pair_labels,
-                                      settings["pair_steps"], guidance_scale=settings["pair_guidance"],
-                                      generator=torch.Generator().manual_seed(seed), device=device)
-    pairs = reflow.pack(noise, images)
-    checkpoint.save_checkpoint(path, {"key": key, "pairs": pairs, "labels": pair_labels})
-    return pairs, pair_labels
+    noise = config.randn((settings["num_pairs"], *image_shape), torch.Generator().manual_seed(seed), device)
+    images = reflow.make_pairs(base.to(device), noise, pair_labels, num_steps=settings["pair_steps"],
+                               guidance_scale=settings["pair_guidance"])
+    noise = noise.cpu()
+    checkpoint.save_checkpoint(path, {"key": key, "noise": noise, "images": images, "labels": pair_labels})
+    return noise, images, pair_labels
 
 
 def load_pairs(path: Path) -> dict:
@@ -99,16 +99,17 @@ def load_pairs(path: Path) -> dict:
 
 def check_pairs(saved: dict, path: Path, num_pairs: int, image_shape) -> None:
     """The cached pairs and labels have the shapes, types and values that the key promises."""
-    channels, *size = image_shape
-    expected = {"pairs": (num_pairs, 2 * channels, *size), "labels": (num_pairs,)}
+    expected = {"noise": (num_pairs, *image_shape), "images": (num_pairs, *image_shape), "labels": (num_pairs,)}
     for field, shape in expected.items():
         value = saved.get(field)
         if not isinstance(value, torch.Tensor) or tuple(value.shape) != shape:
             found = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
             raise UsageError(f"{path}: field {field} must be a tensor of shape {shape}, got {found}; delete the "
                              f"file to draw the pairs again")
-    if not saved["pairs"].is_floating_point() or not torch.isfinite(saved["pairs"]).all():
-        raise UsageError(f"{path}: field pairs must hold finite numbers; delete the file to draw the pairs again")
+    for field in ("noise", "images"):
+        if not saved[field].is_floating_point() or not torch.isfinite(saved[field]).all():
+            raise UsageError(f"{path}: field {field} must hold finite numbers; delete the file to draw the pairs "
+                             f"again")
     labels = saved["labels"]
     if labels.is_floating_point() or labels.is_complex() or labels.min() < 0 or labels.max() > 9:
         raise UsageError(f"{path}: field labels must hold digits 0-9; delete the file to draw the pairs again")
@@ -116,7 +117,8 @@ def check_pairs(saved: dict, path: Path, num_pairs: int, image_shape) -> None:
 
 def objective(settings: dict):
     """Flow matching's loss on the coupled pairs, labels dropped as in CFG training."""
-    def loss_fn(model, pairs, y, generator):
-        return reflow.loss(model, pairs, guidance.drop_labels(y, settings["p_uncond"], generator), generator,
-                           settings["time_sampling"])
+    def loss_fn(model, batch, generator):
+        noise, images, y = batch
+        return reflow.loss(model, noise, images, guidance.drop_labels(y, settings["p_uncond"], generator),
+                           generator, settings["time_sampling"])
     return loss_fn

@@ -6,7 +6,12 @@
     python -m course_lib infer cfg  --ckpt checkpoints/ddpm_cfg.pt --output four.jpg --label 4
 
 Every failure is one line on stderr and exit status 2, found before any training, sampling or
-writing starts: options, paths, devices, checkpoints and resume compatibility are checked first.
+writing starts: each option's value by its argparse type (here), then what needs several options or
+the disk (paths, devices, checkpoints, resume compatibility) before any work.
+
+The package: this file (the options and ``main``), ``train.py`` and ``infer.py`` (the two commands),
+``reflow.py`` (``train flow --reflow``), ``sampling.py`` (which sampler a checkpoint gets) and
+``checks.py`` (the checks both commands share, the folder lock and :class:`UsageError`).
 """
 
 from __future__ import annotations
@@ -18,25 +23,16 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import ddpm, distributed, dit, flow, guidance, reflow, sampling, training
-from .checkpoint import CONDITIONAL, config_disagreements, load_model, sampling_settings  # noqa: F401
-from .cli_checks import (  # noqa: F401
-    MAX_BATCH,
-    MAX_IMAGES,
-    MAX_IMG_SIZE,
-    MAX_PAIRS,
-    MAX_PATCHES,
-    MAX_STEPS,
-    UsageError,
-    resolve_device,
-)
-from .cli_infer import MAX_GAMMA, MAX_GUIDANCE, run_infer  # noqa: F401
-from .cli_train import CHECKPOINT_NAMES, DEFAULTS, run_train  # noqa: F401
+from .. import ddpm, distributed, dit, flow, guidance, training
+from ..reflow import PAIR_STEPS  # not the module: the name reflow here is the subpackage's cli/reflow.py
+from . import sampling
+from .checks import MAX_BATCH, MAX_IMAGES, MAX_IMG_SIZE, MAX_PAIRS, MAX_STEPS, UsageError
+from .infer import run_infer
+from .train import DEFAULTS, run_train
 
-# the commands' bodies live in cli_train.py and cli_infer.py, their shared checks in cli_checks.py,
-# and checkpoint loading in checkpoint.py; the names above stay importable as cli.<name>
 KINDS = ("ddpm", "cfg", "flow")
-SAMPLERS, DEFAULT_STEPS = sampling.SAMPLERS, sampling.DEFAULT_STEPS
+MAX_GUIDANCE = 20.0  # far past any useful scale: beyond it samples saturate to blobs
+MAX_GAMMA = 10.0
 SEED_LIMIT = 2**32  # torch.Generator.manual_seed and numpy accept seeds in [0, 2**32)
 TRAIN = training.TrainConfig()  # the library's defaults, where the command line keeps them
 
@@ -69,10 +65,16 @@ def number(parse, what: str, accept=lambda value: True, refused: str = ""):
 
 
 positive_int = number(int, "a positive integer", lambda value: value > 0)
-finite_float = number(float, "a number")
 positive_float = number(float, "a number", lambda value: value > 0, "must be positive")
 seed_value = number(int, "an integer", lambda value: 0 <= value < SEED_LIMIT, "must lie in [0, 2**32)")
 digit = number(int, "a digit 0-9", lambda value: 0 <= value <= 9)
+guidance_value = number(float, "a number", lambda value: 0 <= value <= MAX_GUIDANCE,
+                        f"must lie in [0, {MAX_GUIDANCE:g}] (0 unconditional, 1 conditional, 2-5 typical)")
+gamma_value = number(float, "a number", lambda value: 0 <= value <= MAX_GAMMA,
+                     f"must lie in [0, {MAX_GAMMA:g}] (the SDE's noise level)")
+p_uncond_value = number(float, "a number", lambda value: 0 <= value < 1,
+                        "must lie in [0, 1) (1 would never show the model a label)")
+ema_value = number(float, "a number", lambda value: 0 < value < 1, "must lie in (0, 1)")
 
 
 def at_most(maximum: int, why: str):
@@ -123,7 +125,7 @@ def add_train_options(train: argparse.ArgumentParser) -> None:
                        help="step: x lr_decay_rate every lr_decay_step epochs; cosine: to 0 at the last step")
     train.add_argument("--warmup_steps", type=int, default=TRAIN.warmup_steps,
                        help="linear learning-rate warm-up steps")
-    train.add_argument("--ema_decay", type=positive_float, default=TRAIN.ema_decay,
+    train.add_argument("--ema_decay", type=ema_value, default=TRAIN.ema_decay,
                        help="EMA decay of the sampled weights")
     train.add_argument("--prediction", choices=ddpm.PREDICTIONS, default=None,
                        help=f"ddpm/cfg: what the network predicts (converted to noise for sampling) "
@@ -133,7 +135,7 @@ def add_train_options(train: argparse.ArgumentParser) -> None:
     train.add_argument("--loss_weighting", choices=ddpm.LOSS_WEIGHTINGS, default=None,
                        help=f"ddpm/cfg: per-step loss weights, min_snr = min(SNR, {ddpm.MIN_SNR_GAMMA:g}) on the "
                             f"x0-error (Hang et al. 2023) [{DEFAULTS['loss_weighting']}]")
-    train.add_argument("--p_uncond", type=finite_float, default=None,
+    train.add_argument("--p_uncond", type=p_uncond_value, default=None,
                        help=f"cfg/flow: probability of dropping the label in training [{guidance.P_UNCOND}]")
     train.add_argument("--time_sampling", choices=flow.TIME_SAMPLINGS, default=None,
                        help=f"how training times are drawn (ddpm/cfg: the step whose flow time b/(a+b) is drawn) "
@@ -143,7 +145,7 @@ def add_train_options(train: argparse.ArgumentParser) -> None:
     train.add_argument("--num_pairs", type=at_most(MAX_PAIRS, "they are held in memory"), default=None,
                        help="reflow: how many pairs to draw [as many as training images]")
     train.add_argument("--pair_steps", type=steps_value, default=None,
-                       help=f"reflow: the base's Euler steps per pair [{reflow.PAIR_STEPS}]")
+                       help=f"reflow: the base's Euler steps per pair [{PAIR_STEPS}]")
     train.add_argument("--max_steps", type=positive_int, default=None, help="stop after this many steps")
     train.add_argument("--limit", type=positive_int, default=None, help="train on the first N images only")
     train.add_argument("--resume", type=Path, default=None, help="checkpoint to continue from")
@@ -157,24 +159,24 @@ def add_train_options(train: argparse.ArgumentParser) -> None:
 
 def add_infer_options(infer: argparse.ArgumentParser) -> None:
     def listed(kind: str) -> str:
-        *others, last = SAMPLERS[kind]
+        *others, last = sampling.SAMPLERS[kind]
         return f"{', '.join(others)} or {last} [{sampling.DEFAULT_SAMPLER[kind]}]"
 
-    steps = ", ".join(f"{name} {n}" for name, n in DEFAULT_STEPS.items())
+    steps = ", ".join(f"{name} {n}" for name, n in sampling.DEFAULT_STEPS.items())
     infer.add_argument("kind", choices=KINDS)
     infer.add_argument("--ckpt", type=Path, required=True, help="checkpoint to sample from")
     infer.add_argument("--output", type=Path, required=True, help="image file to write (.jpg or .png)")
     infer.add_argument("--label", type=digit, default=None,
                        help="cfg/flow: the digit to draw (default: the grid cycles through 0-9)")
-    infer.add_argument("--guidance_scale", type=finite_float, default=None,
+    infer.add_argument("--guidance_scale", type=guidance_value, default=None,
                        help="cfg/flow: 0 unconditional, 1 conditional, >1 guided; ddpm: autoguidance by the guide the "
                             "checkpoint carries, 1 the model alone (default: the checkpoint's)")
     infer.add_argument("--num_images", type=at_most(MAX_IMAGES, "a 32 x 32 grid, sampled in one batch"), default=64,
                        help="how many images in the grid")
     infer.add_argument("--sampler", default=None, help=f"ddpm/cfg: {listed('ddpm')}; flow: {listed('flow')}")
-    infer.add_argument("--steps", type=positive_int, default=None,
+    infer.add_argument("--steps", type=steps_value, default=None,
                        help=f"sampler steps ({steps}; at most {MAX_STEPS}); ddpm always uses all T")
-    infer.add_argument("--gamma", type=finite_float, default=None,
+    infer.add_argument("--gamma", type=gamma_value, default=None,
                        help=f"flow sde: noise level γ in σ(t)² = γ·t [{flow.SDE_GAMMA:g}]")
     infer.add_argument("--seed", type=seed_value, default=0, help="Random seed for reproducibility")
     infer.add_argument("--overwrite", action="store_true",

@@ -10,29 +10,21 @@ import time
 
 import torch
 
-from . import config, flow, guidance, sampling
-from .checkpoint import CONDITIONAL, load_model
-from .cli_checks import MAX_STEPS, UsageError, check_output_image, forbid, reported_writes, resolve_device, usage
-
-MAX_GUIDANCE = 20.0  # far past any useful scale: beyond it samples saturate to blobs
-MAX_GAMMA = 10.0
-# the library's names of what the options set, for the errors of its checkers
-OPTIONS = {"num_steps": "--steps", "steps": "--steps", "guidance_scale": "--guidance_scale", "gamma": "--gamma"}
+from .. import config
+from ..checkpoint import CONDITIONAL, load_model
+from . import sampling
+from .checks import MAX_STEPS, UsageError, check_output_image, forbid, reported_writes, resolve_device, usage
 
 
 def run_infer(args) -> None:
-    from . import plotting  # matplotlib: only when an image is written
+    from .. import plotting  # matplotlib: only when an image is written
 
-    with usage(OPTIONS):  # the command line's caps first, then what make_sampler will check again
-        if args.guidance_scale is not None:
-            guidance.check_guidance_scale(args.guidance_scale, maximum=MAX_GUIDANCE)
-        if args.gamma is not None:
-            flow.check_gamma(args.gamma, maximum=MAX_GAMMA)
+    with usage():  # the options' values passed their argparse types; here, whether they go together
         sampling.check_choice(args.kind, args.sampler, args.steps, args.gamma)
     forbid(args, CONDITIONAL, "label")
     check_output_image(args.output, args.ckpt, args.overwrite)
     device = resolve_device(args.device)
-    with usage(OPTIONS):
+    with usage():
         model, payload = load_model(args.ckpt, args.kind, device)
         sample = sampling.make_sampler(model, payload, args.sampler, args.steps, guidance_scale=args.guidance_scale,
                                        gamma=args.gamma, device=device, path=args.ckpt)

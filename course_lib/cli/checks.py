@@ -1,7 +1,8 @@
 """What both commands check before any work, and the one error they report: :class:`UsageError`.
 
-The library's own checkers (inputs, checkpoints, devices) raise library errors; :func:`usage`
-turns each into the one line the command line prints, naming the option it came from.
+Option values are checked by their argparse types (``course_lib.cli``); what is checked here needs more
+than one option or the file system. Errors the library raises on what the options describe (a checkpoint
+that does not load, a device that is not there) become one line through :func:`usage`.
 """
 
 from __future__ import annotations
@@ -15,8 +16,7 @@ from pathlib import Path
 
 import torch
 
-from . import checkpoint
-from .inputs import ChoiceError, InputError
+from .. import checkpoint
 
 # the caps on sizes, each far past what the book uses, so that a typo fails at once instead of after hours
 MAX_STEPS = 1000  # sampler steps, every sampler: the quality curves are flat long before (DDIM: also <= T)
@@ -32,21 +32,11 @@ class UsageError(Exception):
 
 
 @contextmanager
-def usage(options: dict[str, str] | None = None, prefix: str = ""):
-    """Inside: a library error becomes a UsageError, naming the option it came from.
-
-    ``options`` maps the library's argument names to the options that set them ({"num_steps": "--steps"});
-    an InputError of one of them reads ``--steps 1001: reason``; any other error is ``prefix`` + its text.
-    """
-    options = options or {}
+def usage(prefix: str = ""):
+    """Inside: a library error (a ValueError, TypeError) becomes a UsageError: ``prefix`` + its text."""
     try:
         yield
-    except InputError as error:
-        option = options.get(error.name)
-        raise UsageError(error.for_option(option) if option else f"{prefix}{error}") from error
-    except ChoiceError as error:
-        raise UsageError(error.for_options(options)) from error
-    except ValueError as error:  # CheckpointError, DeviceError, a DiTConfig or TrainConfig that refuses
+    except (ValueError, TypeError) as error:  # CheckpointError, DeviceError, a DiTConfig or TrainConfig that refuses
         raise UsageError(f"{prefix}{error}") from error
 
 
@@ -96,7 +86,7 @@ def check_output_image(output: Path, ckpt: Path | None = None, overwrite: bool =
     :func:`course_lib.plotting.save_grid`), or another PNG/JPEG image with ``overwrite``; never the
     checkpoint ``ckpt`` itself, nor a file that is not an image.
     """
-    from .plots_images import grid_file_kind
+    from ..plotting import grid_file_kind
 
     if output.suffix.lower() not in (".jpg", ".jpeg", ".png"):
         raise UsageError(f"--output {output}: use a .jpg or .png file name")
