@@ -286,8 +286,7 @@ def ddpm_steps(model, scheduler: NoiseScheduler, noise: torch.Tensor, labels=Non
     Each step draws fresh noise from ``generator``. With ``guidance_scale`` (and ``labels``) the network's
     output is classifier-free guided (:func:`course_lib.guidance.guided`).
     """
-    labels = guidance.sampling_labels(labels, noise, guidance_scale)
-    model = guidance.maybe_guided(model, guidance_scale, labels)
+    model, labels = guidance.for_sampling(model, labels, noise, guidance_scale)
     x = noise  # (B, C, H, W)
     for step in reversed(range(scheduler.num_timesteps)):
         with torch.no_grad():
@@ -305,8 +304,7 @@ def ddim_steps(model, scheduler: NoiseScheduler, noise: torch.Tensor, labels=Non
     ``num_steps`` is at most the scheduler's T: DDIM visits a subset of its steps.
     """
     num_steps = config.check_count("num_steps", num_steps, scheduler.num_timesteps)
-    labels = guidance.sampling_labels(labels, noise, guidance_scale)
-    model = guidance.maybe_guided(model, guidance_scale, labels)
+    model, labels = guidance.for_sampling(model, labels, noise, guidance_scale)
     x = noise  # (B, C, H, W)
     visited = torch.linspace(scheduler.num_timesteps - 1, 0, num_steps).round().long().tolist()
     for i, step in enumerate(visited):

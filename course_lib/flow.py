@@ -139,8 +139,7 @@ def ode_steps(model, noise: torch.Tensor, labels=None, *, num_steps: int = ODE_S
     if method not in ODE_METHODS:
         raise ValueError(f"method must be one of {ODE_METHODS}, got {method!r}")
     num_steps = config.check_count("num_steps", num_steps)
-    labels = guidance.sampling_labels(labels, noise, guidance_scale)
-    velocity = guidance.maybe_guided(model, guidance_scale, labels)
+    velocity, labels = guidance.for_sampling(model, labels, noise, guidance_scale)
     x = noise  # (B, C, H, W)
     times = torch.linspace(1.0, 0.0, num_steps + 1).tolist()
     with torch.no_grad():
@@ -167,8 +166,7 @@ def sde_steps(model, noise: torch.Tensor, labels=None, *, num_steps: int = SDE_S
     """
     gamma = config.check_number("gamma", gamma)
     num_steps = config.check_count("num_steps", num_steps)
-    labels = guidance.sampling_labels(labels, noise, guidance_scale)
-    velocity = guidance.maybe_guided(model, guidance_scale, labels)
+    velocity, labels = guidance.for_sampling(model, labels, noise, guidance_scale)
     x = noise  # (B, C, H, W)
     times = torch.linspace(1.0, 0.0, num_steps + 1).tolist()
     with torch.no_grad():

@@ -55,15 +55,16 @@ def check_labels(labels, batch_size: int | None = None, allow_null: bool = False
     return labels.long()
 
 
-def sampling_labels(labels, noise: torch.Tensor, guidance_scale: float | None) -> torch.Tensor | None:
-    """What a sampler does with ``labels`` on entry: check them once and move them to the noise's device.
+def for_sampling(model, labels, noise: torch.Tensor, guidance_scale: float | None):
+    """What a sampler does on entry: ``(model to call, labels)``, each checked once.
 
-    Guided, they must be digits 0-9 (the sampler adds the null label itself); unguided, ``NULL_LABEL`` asks a
-    conditional model for its unconditional prediction. None stays None (an unconditional model).
+    Guided, the labels must be digits 0-9 (the sampler adds the null label itself) and the model is wrapped by
+    :func:`guided`; unguided, ``NULL_LABEL`` asks a conditional model for its unconditional prediction. The
+    labels are moved to the noise's device; None stays None (an unconditional model).
     """
-    if labels is None:
-        return None
-    return check_labels(labels, len(noise), allow_null=guidance_scale is None).to(noise.device)
+    if labels is not None:
+        labels = check_labels(labels, len(noise), allow_null=guidance_scale is None).to(noise.device)
+    return maybe_guided(model, guidance_scale, labels), labels
 
 
 def check_guidance_scale(guidance_scale) -> float:

@@ -57,8 +57,7 @@ def straightness(model, noise: torch.Tensor, labels=None, *, num_steps: int = ST
     lands where the ODE does, so one step is as good as many. With Euler the chord ``x1 - x0`` is the
     mean of the velocities used, so S is their variance along the path.
     """
-    labels = guidance.sampling_labels(labels, noise, guidance_scale)
-    velocity = guidance.maybe_guided(model, guidance_scale, labels)
+    velocity, labels = guidance.for_sampling(model, labels, noise, guidance_scale)
     x, velocities = noise, []
     times = torch.linspace(1.0, 0.0, num_steps + 1).tolist()
     with torch.no_grad():

@@ -151,10 +151,10 @@ def test_bad_guidance_scales_are_refused(bad, error):
     (torch.tensor([10]), ValueError), (torch.tensor([-1]), ValueError), (torch.tensor([2.0]), TypeError),
 ])
 def test_sampling_labels_must_be_digits(labels, error):
-    """Checked once where a guided sampler starts (guidance.sampling_labels), not in the per-step formula."""
+    """Checked once where a guided sampler starts (guidance.for_sampling), not in the per-step formula."""
     noise = torch.zeros(1, 1, 4, 4)
     with pytest.raises(error, match="labels"):
-        guidance.sampling_labels(labels, noise, 1.0)
+        guidance.for_sampling(Recorder(), labels, noise, 1.0)
     with pytest.raises(error, match="labels"):
         ddpm.sample_ddim(Recorder(), ddpm.NoiseScheduler(), noise, labels, num_steps=2, guidance_scale=1.0)
 
@@ -163,12 +163,13 @@ def test_unguided_sampling_may_ask_for_the_null_label_and_labels_must_fit_the_ba
     """Unguided, NULL_LABEL asks a conditional model for its unconditional prediction; guided, the sampler adds it."""
     noise = torch.zeros(2, 1, 4, 4)
     null = torch.full((2,), NULL_LABEL)
-    assert torch.equal(guidance.sampling_labels(null, noise, None), null)
+    model = Recorder()
+    assert torch.equal(guidance.for_sampling(model, null, noise, None)[1], null)
     with pytest.raises(ValueError, match="labels"):
-        guidance.sampling_labels(null, noise, 2.0)
+        guidance.for_sampling(model, null, noise, 2.0)
     with pytest.raises(ValueError, match="labels"):
-        guidance.sampling_labels(torch.tensor([1, 2, 3]), noise, None)  # three labels for two images
-    assert guidance.sampling_labels(None, noise, None) is None
+        guidance.for_sampling(model, torch.tensor([1, 2, 3]), noise, None)  # three labels for two images
+    assert guidance.for_sampling(model, None, noise, None) == (model, None)
 
 
 # ---------------------------------------------------------------------------- samplers, closed form
