@@ -86,8 +86,12 @@ class Explorer(widgets.VBox):
         import io
 
         width = self.figure.get_figwidth()
-        text = self.figure.text(0.5, -0.01, plotting.wrap(self.caption(), width, 8), ha="center", va="top",
-                                fontsize=8, style="italic")
+        self.figure.draw_without_rendering()  # lays out the axes (an image's axes shrink to its aspect)
+        to_figure = self.figure.transFigure.inverted()
+        bottom = min((ax.get_tightbbox().transformed(to_figure).y0 for ax in self.figure.axes
+                      if ax.get_visible()), default=0.0)  # right under the lowest drawing, not the figure's edge
+        text = self.figure.text(0.5, bottom - 0.01, plotting.wrap(self.caption(), width, 8), ha="center",
+                                va="top", fontsize=8, style="italic")
         buffer = io.BytesIO()
         try:
             self.figure.savefig(buffer, format="png", dpi=plotting.FIGURE_DPI, bbox_inches="tight")
