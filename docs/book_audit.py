@@ -295,6 +295,24 @@ def unbacked_numbers(path: Path, citations: dict | None = None) -> list[ProseNum
     ]
 
 
+HEADER_TIME = re.compile(r"\*\*Time:\*\*\s*((?:\d+\s*min\s*)?\d+\s*s)\b")
+
+
+def header_time_problems(name: str, notebook: dict) -> list[str]:
+    """A chapter's stated time (``**Time:** 3 min 24 s``) must be its saved run's own, as a whole: its parts
+    being printed somewhere is not enough (a stale "6 min 23 s" passes the number rule if 23 is printed)."""
+    seconds = run_seconds(notebook)
+    problems = []
+    for index, cell in enumerate(notebook["cells"]):
+        if cell["cell_type"] != "markdown":
+            continue
+        for match in HEADER_TIME.finditer("".join(cell["source"])):
+            if seconds is None or parse_time(match.group(1)) != round(seconds):
+                took = "has no execution metadata" if seconds is None else f"took {format_time(seconds)}"
+                problems.append(f"{name}, cell {index}: states **Time:** {match.group(1)}, but its saved run {took}")
+    return problems
+
+
 def audit_notebook(path: Path, citations: dict | None = None, root: Path = ROOT) -> list[str]:
     """Every problem of one notebook: unbacked numbers, broken citations, citations its prose no longer uses."""
     citations = load_citations() if citations is None else citations
@@ -304,6 +322,7 @@ def audit_notebook(path: Path, citations: dict | None = None, root: Path = ROOT)
         for n in unbacked_numbers(path, citations)
     ]
     notebook = json.loads(Path(path).read_text(encoding="utf-8"))
+    problems += header_time_problems(name, notebook)
     prose = [
         number
         for index, cell in enumerate(notebook["cells"])

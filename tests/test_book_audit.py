@@ -130,7 +130,17 @@ def test_the_run_time_counts_as_printed(tmp_path):
     path = write_notebook(tmp_path, prose=PROSE + " **Time:** 1 min 15 s in default mode (75 s).")
     assert book_audit.audit_notebook(path, citations={}) == []
     path = write_notebook(tmp_path, prose=PROSE + " **Time:** 1 min 37 s in default mode.")
-    assert len(book_audit.audit_notebook(path, citations={})) == 1
+    problems = book_audit.audit_notebook(path, citations={})
+    assert len(problems) == 2  # 37 is printed nowhere, and the stated time is not the run's
+    assert any("37 is neither printed" in p for p in problems) and any("states **Time:**" in p for p in problems)
+
+
+def test_a_stale_header_time_fails_even_when_its_parts_are_printed(tmp_path):
+    printed = PRINTED + "6 epochs, 23 s per epoch\n"
+    path = write_notebook(tmp_path, prose=PROSE + " **Time:** 6 min 23 s for this saved run.", printed=printed)
+    assert any("states **Time:** 6 min 23 s" in problem for problem in book_audit.audit_notebook(path, citations={}))
+    path = write_notebook(tmp_path, prose=PROSE + " **Time:** 1 min 15 s for this saved run.", printed=printed)
+    assert book_audit.audit_notebook(path, citations={}) == []
 
 
 def readme(tmp_path: Path, cell: str) -> Path:
