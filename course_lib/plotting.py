@@ -696,25 +696,33 @@ def paths_1d(times, paths: dict, mean: float | None = None, std: float | None = 
     return fig
 
 
-def trajectories_2d(paths: dict, xlabel: str = "along the chord", ylabel: str = "across the chord"):
+def trajectories_2d(paths: dict, xlabel: str = "along the chord", ylabel: str = "across the chord",
+                    labels: dict | None = None):
     """Paths projected on a plane, one panel per named (K, T, 2) tensor: K paths of T points each.
 
-    Each path is drawn from its start (circle) to its end (cross), with its chord dashed.
+    Each path is drawn from its start (circle) to its end (cross), with its chord dashed. ``labels`` maps a
+    panel's name to K names, one per path (e.g. the digit it draws), shown in that panel's legend.
     """
+    from matplotlib.lines import Line2D
+
     fig = figure(3.4 * len(paths), 3.0)
     axes = fig.subplots(1, len(paths), squeeze=False)[0]
+    markers = [Line2D([], [], color="0.3", marker="o", ls="none", label="noise (t = 1)"),
+               Line2D([], [], color="0.3", marker="x", ls="none", label="image (t = 0)")]
     for ax, (name, points) in zip(axes, paths.items(), strict=True):
         points = torch.as_tensor(points, dtype=torch.float64).cpu()  # (K, T, 2)
-        for k, path in enumerate(points):
-            line, = ax.plot(path[:, 0].numpy(), path[:, 1].numpy(), lw=1.2)
+        names = (labels or {}).get(name) or [None] * len(points)
+        for path, path_name in zip(points, names, strict=True):
+            line, = ax.plot(path[:, 0].numpy(), path[:, 1].numpy(), lw=1.2, label=path_name)
             color = line.get_color()
             ax.plot([path[0, 0], path[-1, 0]], [path[0, 1], path[-1, 1]], ls="--", lw=0.8, color=color)
-            ax.plot(path[0, 0], path[0, 1], marker="o", color=color, label="noise (t = 1)" if k == 0 else None)
-            ax.plot(path[-1, 0], path[-1, 1], marker="x", color=color, label="image (t = 0)" if k == 0 else None)
+            ax.plot(path[0, 0], path[0, 1], marker="o", color=color)
+            ax.plot(path[-1, 0], path[-1, 1], marker="x", color=color)
         ax.set_title(name, fontsize=9)
         ax.set_xlabel(xlabel, fontsize=8)
         ax.set_ylabel(ylabel, fontsize=8)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        named = [line for line in ax.get_lines() if not line.get_label().startswith("_")]
+        ax.legend(handles=named + markers, fontsize=7)
     fig.tight_layout()
     return fig

@@ -231,7 +231,7 @@ SERIES_FIGURES = {  # every plotting function that can draw several series, with
     "quality_against": lambda: plotting.quality_against({"x": [(1, 0.5, 9.0)], "y": [(1, 0.6, 8.0)]}, "NFE"),
     "sample_histograms": lambda: plotting.sample_histograms({"a": torch.randn(100), "b": torch.randn(100)}, 0.0, 1.0),
     "paths_1d": lambda: plotting.paths_1d([1.0, 0.0], {"p": torch.zeros(2, 3)}, labels=["i", "j", "k"]),
-    "trajectories_2d": lambda: plotting.trajectories_2d({"p": torch.zeros(2, 3, 2)}),
+    "trajectories_2d": lambda: plotting.trajectories_2d({"p": torch.zeros(2, 3, 2)}, labels={"p": ["a", "b"]}),
     "guidance_tradeoff": lambda: plotting.guidance_tradeoff([0, 1], [0.5, 0.9], [3.0, 2.0], 3.5, [9.0, 8.0], 2.0),
 }
 
@@ -249,3 +249,11 @@ def test_every_figure_with_several_series_has_a_legend_and_labelled_axes(name):
         twin = any(other is not ax and other.get_xlabel() for other in ax.get_shared_x_axes().get_siblings(ax))
         if (ax.lines or ax.patches or ax.containers) and not twin:
             assert ax.get_xlabel(), f"{name}: an axes with no x label"
+
+
+def test_trajectories_2d_names_each_path_and_the_markers_in_its_legend():
+    fig = plotting.trajectories_2d({"p": torch.zeros(2, 3, 2), "q": torch.zeros(1, 3, 2)},
+                                   labels={"p": ["digit 0", "digit 1"]})
+    first, second = (ax.get_legend() for ax in fig.axes)
+    assert [t.get_text() for t in first.get_texts()] == ["digit 0", "digit 1", "noise (t = 1)", "image (t = 0)"]
+    assert [t.get_text() for t in second.get_texts()] == ["noise (t = 1)", "image (t = 0)"]  # no names given
