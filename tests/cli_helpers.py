@@ -61,3 +61,57 @@ def snapshot(*folders: Path) -> dict:
             elif path.is_file():
                 seen[path] = ("file", hashlib.sha256(path.read_bytes()).hexdigest())
     return seen
+
+
+# A subprocess that runs the real command line (``python -c DRIVER <argv>``) with hooks that make the timing of a
+# signal certain; each writes the file named by MARKER before it sleeps, so a test knows when to send it:
+#   PAUSE_AT_LOSS=n  sleeps inside the n-th loss evaluation (that is, during optimiser step n);
+#   STALL_WRITE=n    writes the first half of the n-th checkpoint file (torch.save), flushes it, and sleeps there;
+#   STALL_IMAGE=1    writes half of an image's temporary ``.partial`` file, flushes it, and sleeps there.
+DRIVER = """
+import io, os, signal, sys, time
+from pathlib import Path
+import torch
+from course_lib import cli, ddpm
+
+# a shell that starts a job in the background without job control (nohup ... &) hands it SIGINT ignored,
+# and Python keeps it ignored: restore what a terminal's Ctrl-C meets, so the test does not depend on its parent
+signal.signal(signal.SIGINT, signal.default_int_handler)
+
+marker = Path(os.environ["MARKER"])
+pause_at, stall_write = int(os.environ.get("PAUSE_AT_LOSS", 0)), int(os.environ.get("STALL_WRITE", 0))
+stall_image = bool(os.environ.get("STALL_IMAGE"))
+real_loss, real_save, real_write_bytes = ddpm.loss, torch.save, Path.write_bytes
+count = {"loss": 0, "save": 0}
+
+def stall(path, data):
+    with open(path, "wb") as handle:
+        handle.write(data[: len(data) // 2])
+        handle.flush()
+        os.fsync(handle.fileno())
+    marker.write_text("writing " + str(path))
+    time.sleep(600)
+
+def loss(*args, **kwargs):
+    count["loss"] += 1
+    if count["loss"] == pause_at:
+        marker.write_text("training")
+        time.sleep(600)
+    return real_loss(*args, **kwargs)
+
+def save(obj, f):
+    count["save"] += 1
+    if count["save"] == stall_write:
+        buffer = io.BytesIO()
+        real_save(obj, buffer)
+        stall(f, buffer.getvalue())
+    return real_save(obj, f)
+
+def write_bytes(self, data):
+    if stall_image and self.name.endswith(".partial"):
+        stall(self, data)
+    return real_write_bytes(self, data)
+
+ddpm.loss, torch.save, Path.write_bytes = loss, save, write_bytes
+sys.exit(cli.main(sys.argv[1:]))
+"""

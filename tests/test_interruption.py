@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_helpers import DRIVER
 
 from course_lib import checkpoint, cli, ddpm, dit, training
 from course_lib.cli import checks as cli_checks
@@ -176,46 +177,7 @@ def test_ctrl_c_on_a_full_disk_says_the_epoch_could_not_be_saved(tmp_path, monke
 
 
 # ---------------------------------------------------------------------------- real signals, in a subprocess
-# The driver runs the real command line, with two hooks that make the timing of a signal certain:
-# PAUSE_AT_LOSS=n sleeps inside the n-th loss evaluation (that is, during optimiser step n), and
-# STALL_WRITE=n writes the first half of the n-th checkpoint file, flushes it, and sleeps there.
-DRIVER = """
-import io, os, signal, sys, time
-from pathlib import Path
-import torch
-from course_lib import cli, ddpm
-
-# a shell that starts a job in the background without job control (nohup ... &) hands it SIGINT ignored,
-# and Python keeps it ignored: restore what a terminal's Ctrl-C meets, so the test does not depend on its parent
-signal.signal(signal.SIGINT, signal.default_int_handler)
-
-marker = Path(os.environ["MARKER"])
-pause_at, stall_write = int(os.environ.get("PAUSE_AT_LOSS", 0)), int(os.environ.get("STALL_WRITE", 0))
-real_loss, real_save, count = ddpm.loss, torch.save, {"loss": 0, "save": 0}
-
-def loss(*args, **kwargs):
-    count["loss"] += 1
-    if count["loss"] == pause_at:
-        marker.write_text("training")
-        time.sleep(600)
-    return real_loss(*args, **kwargs)
-
-def save(obj, f):
-    count["save"] += 1
-    if count["save"] == stall_write:
-        buffer = io.BytesIO()
-        real_save(obj, buffer)
-        with open(f, "wb") as handle:
-            handle.write(buffer.getvalue()[: len(buffer.getvalue()) // 2])
-            handle.flush()
-            os.fsync(handle.fileno())
-        marker.write_text("writing " + str(f))
-        time.sleep(600)
-    return real_save(obj, f)
-
-ddpm.loss, torch.save = loss, save
-sys.exit(cli.main(sys.argv[1:]))
-"""
+# The driver (cli_helpers.DRIVER) runs the real command line with hooks that make the timing of a signal certain.
 
 TRAIN = ["train", "ddpm", "--preset", "tiny", "--epochs", "3", "--batch_size", "32", "--limit", "64",
          "--device", "cpu"]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from cli_helpers import TINY, run, snapshot, tiny_run
+from cli_helpers import DRIVER, TINY, run, snapshot, tiny_run
 
 from benchmarks import ddpm_recipes, quality, sweep
 from course_lib import checkpoint, cli, data, evaluation, plotting
@@ -396,38 +396,8 @@ def test_the_pair_cache_is_keyed_by_the_base_checkpoints_content(world, tmp_path
 
 
 # ---------------------------------------------------------------------------- real processes, real signals
-# PAUSE=n sleeps inside the n-th training loss; STALL_IMAGE=1 writes half of the image's temporary file,
-# flushes it and sleeps there. Either writes MARKER first.
-DRIVER = """
-import os, signal, sys, time
-from pathlib import Path
-from course_lib import cli, ddpm
-signal.signal(signal.SIGINT, signal.default_int_handler)
-marker = Path(os.environ["MARKER"])
-real_loss, count = ddpm.loss, {"loss": 0}
-
-def loss(*args, **kwargs):
-    count["loss"] += 1
-    if count["loss"] == int(os.environ.get("PAUSE", 0)):
-        marker.write_text("training")
-        time.sleep(600)
-    return real_loss(*args, **kwargs)
-
-real_write_bytes = Path.write_bytes
-
-def write_bytes(self, data):
-    if self.name.endswith(".partial") and os.environ.get("STALL_IMAGE"):
-        with open(self, "wb") as handle:
-            handle.write(data[: len(data) // 2])
-            handle.flush()
-            os.fsync(handle.fileno())
-        marker.write_text("writing " + str(self))
-        time.sleep(600)
-    return real_write_bytes(self, data)
-
-ddpm.loss, Path.write_bytes = loss, write_bytes
-sys.exit(cli.main(sys.argv[1:]))
-"""
+# The driver (cli_helpers.DRIVER): PAUSE_AT_LOSS=n sleeps inside the n-th training loss; STALL_IMAGE=1 writes
+# half of the image's temporary file, flushes it and sleeps there. Either writes MARKER first.
 
 
 def start(tmp_path, argv, **hooks):
@@ -451,7 +421,7 @@ def start(tmp_path, argv, **hooks):
 def test_two_runs_into_one_folder_the_second_is_refused_at_once_naming_the_first(tmp_path, capsys):
     """Guards: both runs writing one folder (torn checkpoints, one run dying on a vanished temporary)."""
     folder = tmp_path / "run"
-    first, _ = start(tmp_path, ["train", "ddpm", *TINY, "--save_dir", folder], PAUSE=1)
+    first, _ = start(tmp_path, ["train", "ddpm", *TINY, "--save_dir", folder], PAUSE_AT_LOSS=1)
     try:
         before = snapshot(folder)
         assert set(before) == {folder / cli_checks.LOCK_FILE}
