@@ -4,7 +4,10 @@ import hashlib
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import pytest
 
 from course_lib import cli
 from course_lib.cli.train import CHECKPOINT_NAMES
@@ -71,6 +74,8 @@ def snapshot(*folders: Path) -> dict:
 DRIVER = """
 import io, os, signal, sys, time
 from pathlib import Path
+
+import pytest
 import torch
 from course_lib import cli, ddpm
 
@@ -115,3 +120,23 @@ def write_bytes(self, data):
 ddpm.loss, torch.save, Path.write_bytes = loss, save, write_bytes
 sys.exit(cli.main(sys.argv[1:]))
 """
+
+
+def start_driver(tmp_path, argv, **hooks):
+    """Start ``python -c DRIVER argv`` with ``hooks`` (PAUSE_AT_LOSS=..., STALL_WRITE=..., STALL_IMAGE=...) and
+    wait until it reaches its hook; returns ``(process, what the marker says)``."""
+    marker = tmp_path / "marker"
+    marker.unlink(missing_ok=True)
+    env = {**os.environ, "MARKER": str(marker), "CI": "true", "OMP_NUM_THREADS": "1",
+           **{k: str(v) for k, v in hooks.items()}}
+    process = subprocess.Popen([sys.executable, "-c", DRIVER, *map(str, argv)], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 600  # a loaded 2-core machine can take minutes to import torch
+    while not marker.exists():
+        if process.poll() is not None:
+            pytest.fail(f"the run ended before the hook: {process.communicate()}")
+        if time.monotonic() > deadline:
+            process.kill()
+            pytest.fail("the run never reached the hook")
+        time.sleep(0.2)
+    return process, marker.read_text()

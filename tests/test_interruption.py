@@ -5,16 +5,12 @@ so what must survive an interruption is the last completed epoch. The in-process
 the resumed run equals an uninterrupted one bit for bit; the subprocess tests send real signals.
 """
 
-import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
-from cli_helpers import DRIVER
+from cli_helpers import start_driver
 
 from course_lib import checkpoint, cli, ddpm, dit, training
 from course_lib.cli import checks as cli_checks
@@ -184,21 +180,8 @@ TRAIN = ["train", "ddpm", "--preset", "tiny", "--epochs", "3", "--batch_size", "
 PLANNED_STEPS = 3 * STEPS_PER_EPOCH
 
 
-def start_driver(tmp_path, save_dir, extra=(), **hooks):
-    marker = tmp_path / "marker"
-    env = {**os.environ, "MARKER": str(marker), "CI": "true", "OMP_NUM_THREADS": "1",
-           **{k: str(v) for k, v in hooks.items()}}
-    process = subprocess.Popen([sys.executable, "-c", DRIVER, *TRAIN, *extra, "--save_dir", str(save_dir)],
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 600  # a loaded 2-core machine can take minutes to import torch
-    while not marker.exists():
-        if process.poll() is not None:
-            pytest.fail(f"the run ended before the hook: {process.communicate()}")
-        if time.monotonic() > deadline:
-            process.kill()
-            pytest.fail("the run never reached the hook")
-        time.sleep(0.2)
-    return process, marker.read_text()
+def start_run(tmp_path, save_dir, extra=(), **hooks):
+    return start_driver(tmp_path, [*TRAIN, *extra, "--save_dir", save_dir], **hooks)
 
 
 def resume_to_the_end(capsys, save_dir, *extra):
@@ -217,7 +200,7 @@ def resume_to_the_end(capsys, save_dir, *extra):
 
 def test_sigkill_during_training_keeps_the_last_checkpoint_and_resume_finishes(tmp_path, capsys):
     save_dir = tmp_path / "run"
-    process, _ = start_driver(tmp_path, save_dir, PAUSE_AT_LOSS=STEPS_PER_EPOCH + 2)  # inside epoch 2
+    process, _ = start_run(tmp_path, save_dir, PAUSE_AT_LOSS=STEPS_PER_EPOCH + 2)  # inside epoch 2
     process.send_signal(signal.SIGKILL)
     process.communicate(timeout=60)
     assert process.returncode == -signal.SIGKILL
@@ -235,7 +218,7 @@ def test_sigkill_during_a_checkpoint_write_keeps_complete_files_and_resume_finis
                                                                                     on_disk_after):
     """Guards the atomic write: without the rename, the half-written file would be the checkpoint."""
     save_dir = tmp_path / "run"
-    process, where = start_driver(tmp_path, save_dir, STALL_WRITE=write)
+    process, where = start_run(tmp_path, save_dir, STALL_WRITE=write)
     assert where.endswith(".partial")  # the half file is the temporary one, beside the real one
     process.send_signal(signal.SIGKILL)
     process.communicate(timeout=60)
@@ -250,7 +233,7 @@ def test_sigkill_during_a_checkpoint_write_keeps_complete_files_and_resume_finis
 def test_sigint_saves_the_last_completed_epoch_then_exits_130_with_one_line(tmp_path, capsys):
     """--save_freq 3: no checkpoint is on disk in epoch 2 until Ctrl-C writes epoch 1's."""
     save_dir = tmp_path / "run"
-    process, _ = start_driver(tmp_path, save_dir, ["--save_freq", "3"], PAUSE_AT_LOSS=STEPS_PER_EPOCH + 2)
+    process, _ = start_run(tmp_path, save_dir, ["--save_freq", "3"], PAUSE_AT_LOSS=STEPS_PER_EPOCH + 2)
     assert {p.name for p in save_dir.iterdir()} == {cli_checks.LOCK_FILE}  # the run's lock, and no checkpoint yet
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=300)

@@ -11,14 +11,12 @@ a kill while an image is written, and the pair cache keyed by its base's content
 import fcntl
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
-from cli_helpers import DRIVER, TINY, run, snapshot, tiny_run
+from cli_helpers import TINY, run, snapshot, start_driver, tiny_run
 
 from benchmarks import ddpm_recipes, quality, sweep
 from course_lib import checkpoint, cli, data, evaluation, plotting
@@ -400,28 +398,10 @@ def test_the_pair_cache_is_keyed_by_the_base_checkpoints_content(world, tmp_path
 # half of the image's temporary file, flushes it and sleeps there. Either writes MARKER first.
 
 
-def start(tmp_path, argv, **hooks):
-    marker = tmp_path / "marker"
-    marker.unlink(missing_ok=True)
-    env = {**os.environ, "MARKER": str(marker), "CI": "true", "OMP_NUM_THREADS": "1",
-           **{k: str(v) for k, v in hooks.items()}}
-    process = subprocess.Popen([sys.executable, "-c", DRIVER, *map(str, argv)], env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 600
-    while not marker.exists():
-        if process.poll() is not None:
-            pytest.fail(f"the run ended before the hook: {process.communicate()}")
-        if time.monotonic() > deadline:
-            process.kill()
-            pytest.fail("the run never reached the hook")
-        time.sleep(0.2)
-    return process, marker.read_text()
-
-
 def test_two_runs_into_one_folder_the_second_is_refused_at_once_naming_the_first(tmp_path, capsys):
     """Guards: both runs writing one folder (torn checkpoints, one run dying on a vanished temporary)."""
     folder = tmp_path / "run"
-    first, _ = start(tmp_path, ["train", "ddpm", *TINY, "--save_dir", folder], PAUSE_AT_LOSS=1)
+    first, _ = start_driver(tmp_path, ["train", "ddpm", *TINY, "--save_dir", folder], PAUSE_AT_LOSS=1)
     try:
         before = snapshot(folder)
         assert set(before) == {folder / cli_checks.LOCK_FILE}
@@ -446,8 +426,9 @@ def test_a_kill_while_the_image_is_written_leaves_the_old_image(world, tmp_path,
     grid = tmp_path / "grid.png"
     grid.write_bytes(world["grid"].read_bytes())
     old = grid.read_bytes()
-    process, where = start(tmp_path, ["infer", "ddpm", "--ckpt", world["ddpm"], "--output", grid, "--num_images", 4,
-                                      "--steps", 2, "--seed", 9, "--device", "cpu"], STALL_IMAGE=1)
+    argv = ["infer", "ddpm", "--ckpt", world["ddpm"], "--output", grid, "--num_images", 4, "--steps", 2, "--seed", 9,
+            "--device", "cpu"]
+    process, where = start_driver(tmp_path, argv, STALL_IMAGE=1)
     assert where.startswith(f"writing {tmp_path}/grid.png.") and where.endswith(".partial")
     process.send_signal(signum)
     out, err = process.communicate(timeout=120)
